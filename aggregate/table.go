@@ -1,0 +1,100 @@
+package aggregate
+
+import (
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// keyTable is an open-addressing hash table from fixed-width []uint32 keys to dense entry
+// indices 0, 1, 2 … in insertion order. Keys live in one flat slice, so inserting allocates
+// nothing once the table has grown to its working size, and reset keeps every buffer.
+type keyTable struct {
+	width int
+	keys  []uint32 // entry i's key is keys[i*width : (i+1)*width]
+	slots []int32  // entry index + 1; 0 is empty. len is a power of two.
+	mask  uint64
+	n     int32
+}
+
+func newKeyTable(width int) keyTable {
+	return keyTable{width: width}
+}
+
+// hashKey hashes a key with xxhash64.
+func hashKey(k []uint32) uint64 {
+	if len(k) == 0 {
+		return 0x9E3779B97F4A7C15
+	}
+	return xxhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&k[0])), len(k)*4))
+}
+
+// findOrInsert returns the entry of key (hash h = hashKey(key) or any function of the key that
+// the caller uses consistently) and whether it was inserted now.
+func (t *keyTable) findOrInsert(key []uint32, h uint64) (int32, bool) {
+	if int(t.n+1)*4 > len(t.slots)*3 {
+		t.grow()
+	}
+	w := t.width
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		s := t.slots[i]
+		if s == 0 {
+			t.slots[i] = t.n + 1
+			t.keys = append(t.keys, key...)
+			t.n++
+			return t.n - 1, true
+		}
+		e := int(s - 1)
+		if equalKey(t.keys[e*w:e*w+w], key) {
+			return s - 1, false
+		}
+	}
+}
+
+func equalKey(a, b []uint32) bool {
+	for i := range b {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *keyTable) grow() {
+	n := len(t.slots) * 2
+	if n < 64 {
+		n = 64
+	}
+	t.slots = make([]int32, n)
+	t.mask = uint64(n - 1)
+	w := t.width
+	for e := int32(0); e < t.n; e++ {
+		h := hashKey(t.keys[int(e)*w : int(e)*w+w])
+		for i := h & t.mask; ; i = (i + 1) & t.mask {
+			if t.slots[i] == 0 {
+				t.slots[i] = e + 1
+				break
+			}
+		}
+	}
+}
+
+// key returns entry e's key (aliasing the table).
+func (t *keyTable) key(e int32) []uint32 {
+	return t.keys[int(e)*t.width : int(e+1)*t.width]
+}
+
+// reset empties the table, keeping its memory.
+func (t *keyTable) reset() {
+	if t.n == 0 {
+		return
+	}
+	clear(t.slots)
+	t.keys = t.keys[:0]
+	t.n = 0
+}
+
+// sizeBytes is the memory the table holds.
+func (t *keyTable) sizeBytes() uint64 {
+	return uint64(cap(t.keys))*4 + uint64(cap(t.slots))*4
+}

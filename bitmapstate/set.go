@@ -1,0 +1,167 @@
+// Package bitmapstate holds exact distinct-id state: sets of dense uint32 dictionary ids that
+// start as small inline sorted arrays and become roaring bitmaps (Lemire et al., "Consistently
+// faster and smaller compressed bitmaps with Roaring", 2016) only when they grow, so that the many
+// small groups of a cube do not each pay for a roaring object.
+package bitmapstate
+
+import (
+	"slices"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// inlineCap is how many ids a Set keeps inside its own struct before it allocates.
+const inlineCap = 3
+
+// SmallMax is the largest cardinality a Set keeps as a sorted []uint32 before it converts to a
+// roaring bitmap. 4 bytes per id up to here; a roaring array container costs about the same per id
+// plus ~100 bytes of fixed overhead, so below this a plain array is smaller and as fast.
+const SmallMax = 64
+
+// Set is an exact set of uint32 ids. The zero value is an empty set ready to use.
+//
+// Representation, by cardinality n:
+//   - n ≤ 3: ids inline in the struct (no allocation);
+//   - 3 < n ≤ SmallMax: a sorted []uint32;
+//   - n > SmallMax: a *roaring.Bitmap.
+//
+// A Set is not safe for concurrent use.
+type Set struct {
+	n   uint32 // cardinality while not big
+	inl [inlineCap]uint32
+	ext []uint32 // sorted; used when inlineCap < n ≤ SmallMax
+	big *roaring.Bitmap
+}
+
+// Add inserts x and reports whether it was absent.
+func (s *Set) Add(x uint32) bool {
+	if s.big != nil {
+		return s.big.CheckedAdd(x)
+	}
+	if s.n <= inlineCap {
+		for i := uint32(0); i < s.n; i++ {
+			if s.inl[i] == x {
+				return false
+			}
+		}
+		if s.n < inlineCap {
+			s.inl[s.n] = x
+			s.n++
+			return true
+		}
+		// Spill the inline ids into a sorted slice (reusing capacity kept by Reset).
+		s.ext = append(s.ext[:0], s.inl[:]...)
+		slices.Sort(s.ext)
+	}
+	i, found := slices.BinarySearch(s.ext, x)
+	if found {
+		return false
+	}
+	if len(s.ext) < SmallMax {
+		s.ext = slices.Insert(s.ext, i, x)
+		s.n++
+		return true
+	}
+	s.big = roaring.New()
+	s.big.AddMany(s.ext)
+	s.big.Add(x)
+	s.ext = nil
+	s.n = 0
+	return true
+}
+
+// Contains reports whether x is in the set.
+func (s *Set) Contains(x uint32) bool {
+	if s.big != nil {
+		return s.big.Contains(x)
+	}
+	if s.n <= inlineCap {
+		for i := uint32(0); i < s.n; i++ {
+			if s.inl[i] == x {
+				return true
+			}
+		}
+		return false
+	}
+	_, found := slices.BinarySearch(s.ext, x)
+	return found
+}
+
+// Remove deletes x and reports whether it was present.
+func (s *Set) Remove(x uint32) bool {
+	if s.big != nil {
+		return s.big.CheckedRemove(x)
+	}
+	if s.n <= inlineCap {
+		for i := uint32(0); i < s.n; i++ {
+			if s.inl[i] == x {
+				copy(s.inl[i:], s.inl[i+1:s.n])
+				s.n--
+				return true
+			}
+		}
+		return false
+	}
+	i, found := slices.BinarySearch(s.ext, x)
+	if !found {
+		return false
+	}
+	s.ext = slices.Delete(s.ext, i, i+1)
+	s.n--
+	if s.n == inlineCap {
+		copy(s.inl[:], s.ext)
+		s.ext = s.ext[:0]
+	}
+	return true
+}
+
+// Len returns the cardinality.
+func (s *Set) Len() uint64 {
+	if s.big != nil {
+		return s.big.GetCardinality()
+	}
+	return uint64(s.n)
+}
+
+// Each calls fn for every id in ascending order.
+func (s *Set) Each(fn func(x uint32)) {
+	switch {
+	case s.big != nil:
+		it := s.big.Iterator()
+		for it.HasNext() {
+			fn(it.Next())
+		}
+	case s.n <= inlineCap:
+		ids := s.inl[:s.n]
+		sorted := [inlineCap]uint32{}
+		copy(sorted[:], ids)
+		slices.Sort(sorted[:s.n])
+		for _, x := range sorted[:s.n] {
+			fn(x)
+		}
+	default:
+		for _, x := range s.ext {
+			fn(x)
+		}
+	}
+}
+
+// Reset empties the set, keeping a small slice's capacity for reuse.
+func (s *Set) Reset() {
+	s.n = 0
+	s.big = nil
+	if s.ext != nil {
+		s.ext = s.ext[:0]
+	}
+}
+
+// SizeBytes estimates the heap and struct bytes the set holds.
+func (s *Set) SizeBytes() uint64 {
+	const structBytes = 48
+	switch {
+	case s.big != nil:
+		return structBytes + s.big.GetSizeInBytes()
+	default:
+		return structBytes + 4*uint64(cap(s.ext))
+	}
+}

@@ -1,0 +1,66 @@
+package bitmapstate
+
+import (
+	"math/rand"
+	"testing"
+)
+
+// TestSetAgainstMap drives random adds and removes against a Go map (the oracle) across every
+// representation change.
+func TestSetAgainstMap(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for trial := 0; trial < 200; trial++ {
+		var s Set
+		ref := map[uint32]bool{}
+		universe := uint32(1 + r.Intn(400))
+		ops := r.Intn(600)
+		for i := 0; i < ops; i++ {
+			x := uint32(r.Intn(int(universe)))
+			if r.Intn(4) == 0 {
+				if got, want := s.Remove(x), ref[x]; got != want {
+					t.Fatalf("trial %d: Remove(%d) = %v, want %v", trial, x, got, want)
+				}
+				delete(ref, x)
+			} else {
+				if got, want := s.Add(x), !ref[x]; got != want {
+					t.Fatalf("trial %d: Add(%d) = %v, want %v", trial, x, got, want)
+				}
+				ref[x] = true
+			}
+			if s.Len() != uint64(len(ref)) {
+				t.Fatalf("trial %d: Len = %d, want %d", trial, s.Len(), len(ref))
+			}
+		}
+		for x := uint32(0); x < universe; x++ {
+			if s.Contains(x) != ref[x] {
+				t.Fatalf("trial %d: Contains(%d) = %v, want %v", trial, x, s.Contains(x), ref[x])
+			}
+		}
+		prev, n := int64(-1), 0
+		s.Each(func(x uint32) {
+			if int64(x) <= prev || !ref[x] {
+				t.Fatalf("trial %d: Each gave %d after %d", trial, x, prev)
+			}
+			prev = int64(x)
+			n++
+		})
+		if n != len(ref) {
+			t.Fatalf("trial %d: Each gave %d ids, want %d", trial, n, len(ref))
+		}
+		s.Reset()
+		if s.Len() != 0 || s.Contains(0) {
+			t.Fatalf("Reset left ids")
+		}
+	}
+}
+
+func BenchmarkSetAddSmall(b *testing.B) {
+	b.ReportAllocs()
+	var s Set
+	for i := 0; i < b.N; i++ {
+		if i%3 == 0 {
+			s.Reset()
+		}
+		s.Add(uint32(i * 7919))
+	}
+}

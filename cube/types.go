@@ -1,0 +1,227 @@
+// Package cube holds cube models: the YAML contract users author (dimensions, measures, grouping
+// sets, windows), its strict parsing with FILE:LINE:COL diagnostics, and the compilation of a
+// cube into a Plan, the two-layer aggregation graph that the rest of cubed runs.
+//
+// The model and the plan follow Apache Kylin's cuboids (a grouping set is a cuboid, identified by
+// the bitmask of its dimensions) and Kuaishou's Flink real-time multi-dimensional platform
+// (a full-dimension layer feeding one reduced-dimension node per grouping set).
+package cube
+
+import (
+	"time"
+)
+
+// Model is one parsed model file: a format version and its cubes.
+type Model struct {
+	// Path is the file the model was read from ("" when parsed from bytes without a name).
+	Path string
+	// Version is the contract version; only 1 exists.
+	Version int
+	// Cubes in file order; names are unique.
+	Cubes []*Cube
+}
+
+// Cube is one validated cube model with every default filled in.
+type Cube struct {
+	// Name matches [a-z][a-z0-9_]* and is unique in its file.
+	Name        string
+	Description string
+	Source      Source
+	EventTime   EventTime
+	// Timezone is the zone in which day and week windows start (default UTC).
+	Timezone *time.Location
+	// Dimensions in declaration order; at most MaxDimensions.
+	Dimensions []Dimension
+	// Measures in declaration order.
+	Measures []Measure
+	// GroupingSets lists each grouping set as dimension names, in the order of Dimensions,
+	// expanded from grouping_sets, cube or rollup, without duplicates, in first-declared order.
+	GroupingSets [][]string
+	// Windows in declaration order; at least one.
+	Windows []Window
+	Sink    Sink
+}
+
+// MaxDimensions bounds the dimensions of one cube, so that a grouping-set id fits a uint16.
+const MaxDimensions = 16
+
+// Source says where a cube's events come from; exactly one of Kafka and File is set.
+type Source struct {
+	Kafka *KafkaSource
+	File  *FileSource
+	// Format is FormatJSON (one object per line) or FormatCSV (first row names the fields).
+	Format string
+	// Columns names the CSV columns when the input has no header row (required for CSV from
+	// Kafka, where every message is one line); empty means the first row is the header.
+	Columns []string
+}
+
+// Source formats.
+const (
+	FormatJSON = "json"
+	FormatCSV  = "csv"
+)
+
+// KafkaSource is a Kafka topic read through a consumer group.
+type KafkaSource struct {
+	Brokers []string
+	Topic   string
+	// Group defaults to "cubed-" + the cube name.
+	Group string
+	// Start is "earliest" (default) or "latest"; it applies only when the group has no committed
+	// offset yet.
+	Start string
+}
+
+// FileSource is a finite file of events, gzip-compressed or not (detected from its content).
+type FileSource struct {
+	// Path is absolute: a relative path in the model is resolved against the model file's folder.
+	Path string
+}
+
+// EventTime says how the event time is read and how the watermark follows it.
+type EventTime struct {
+	// Field is a dotted path into the event ("time", "meta.ts"); Path is it split on dots.
+	Field string
+	Path  []string
+	// Format is TimeRFC3339, TimeUnixS, TimeUnixMS or a Go layout such as "2006-01-02 15:04:05".
+	Format string
+	// Location is the zone of the field when the format carries none (default UTC).
+	Location *time.Location
+	// MaxOutOfOrderness: watermark = max event time seen - this (default 5s).
+	MaxOutOfOrderness time.Duration
+	// AllowedLateness: a window closes when the watermark passes its end + this (default 0).
+	AllowedLateness time.Duration
+	// IdleTimeout: a partition without events for this long (processing time) stops holding the
+	// watermark back (default 30s).
+	IdleTimeout time.Duration
+}
+
+// Event time formats besides Go layouts.
+const (
+	TimeRFC3339 = "rfc3339"
+	TimeUnixS   = "unix_s"
+	TimeUnixMS  = "unix_ms"
+)
+
+// Dimension is one dimension: a name and the field it reads. Booleans and numbers become their
+// text; a missing or null field becomes "".
+type Dimension struct {
+	Name string
+	// Field defaults to Name; Path is it split on dots ("actor.login" → ["actor", "login"]).
+	Field string
+	Path  []string
+}
+
+// MeasureType is the kind of a measure.
+type MeasureType string
+
+// Measure types. NewUsers and Retention belong to the retention issue: the parser rejects them
+// with "not supported yet" until it lands.
+const (
+	Count         MeasureType = "count"
+	Sum           MeasureType = "sum"
+	Min           MeasureType = "min"
+	Max           MeasureType = "max"
+	CountDistinct MeasureType = "count_distinct"
+	NewUsers      MeasureType = "new_users"
+	Retention     MeasureType = "retention"
+)
+
+// Measure is one measure. Count has no field; every other type needs one.
+type Measure struct {
+	Name  string
+	Type  MeasureType
+	Field string
+	Path  []string
+}
+
+// Granularity is the length of a window.
+type Granularity string
+
+// Granularities. Day and week windows start at midnight in the cube's Timezone (weeks on Monday).
+const (
+	Minute Granularity = "minute"
+	Hour   Granularity = "hour"
+	Day    Granularity = "day"
+	Week   Granularity = "week"
+)
+
+// Window is one window spec. Step = 0 is a tumbling window; Step > 0 is a cumulative window
+// [start, start+Step), [start, start+2·Step) … up to the granularity (Flink's CUMULATE).
+type Window struct {
+	Granularity Granularity
+	// Step divides the granularity's nominal length (24h for a day, 168h for a week).
+	Step time.Duration
+	// EmitEvery is the early-fire period in processing time (default 1m).
+	EmitEvery time.Duration
+}
+
+// Sink says where results go. In this release only the embedded store exists.
+type Sink struct {
+	// Table defaults to the cube name.
+	Table string
+}
+
+// Diagnostic is one problem found in a model file, printed as FILE:LINE:COL: message.
+type Diagnostic struct {
+	File    string
+	Line    int
+	Col     int
+	Message string
+}
+
+// Plan is a cube compiled into cubed's two-layer aggregation graph.
+//
+// Layer 1 (full dimension) groups events by (window, every dimension that any grouping set uses);
+// layer 2 holds one reduced-dimension node per grouping set, fed by layer 1's per-flush deltas.
+type Plan struct {
+	Cube *Cube
+	// Dimensions are the layer-1 key: indices into Cube.Dimensions of every dimension used by
+	// some grouping set, ascending.
+	Dimensions []int
+	// GroupingSets in the order of Cube.GroupingSets.
+	GroupingSets []GroupingSet
+	// Windows in the order of Cube.Windows.
+	Windows []WindowSpec
+	// DistinctFields lists the distinct-count fields (dotted paths), each once, in first-use
+	// order; a measure's DistinctField indexes it. Each is its own dictionary namespace.
+	DistinctFields []string
+	// Measures, in the order of Cube.Measures, with their inputs resolved.
+	Measures []MeasurePlan
+	// ValueFields lists the numeric fields read by sum, min and max measures, each once.
+	ValueFields []string
+	// Fingerprint is a hex SHA-256 of everything that changes stored results (dimensions and
+	// their fields, measures, grouping sets, windows, event time, time zone); two plans with the
+	// same fingerprint produce the same rows from the same events.
+	Fingerprint string
+}
+
+// GroupingSet is one reduced-dimension node of layer 2 (a Kylin cuboid).
+type GroupingSet struct {
+	// ID is the cuboid id: bit i is set when Cube.Dimensions[i] is in the set. Stable as long as
+	// the dimension list only grows at its end.
+	ID uint16
+	// Names of the set's dimensions, in Cube.Dimensions order.
+	Names []string
+	// Dims are indices into Cube.Dimensions, ascending.
+	Dims []int
+	// Project are positions in Plan.Dimensions (the layer-1 key) of Dims, in the same order.
+	Project []int
+}
+
+// WindowSpec is a compiled window.
+type WindowSpec struct {
+	Window
+	// Cumulative is Step > 0.
+	Cumulative bool
+}
+
+// MeasurePlan is a compiled measure.
+type MeasurePlan struct {
+	Measure
+	// ValueField indexes Plan.ValueFields for sum, min and max; -1 otherwise.
+	ValueField int
+	// DistinctField indexes Plan.DistinctFields for count_distinct; -1 otherwise.
+	DistinctField int
+}

@@ -1,0 +1,66 @@
+package dictionary
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestDenseStableIDs(t *testing.T) {
+	d := NewMemory()
+	ns := d.Namespace("id:user")
+	want := map[string]uint32{}
+	for i := 0; i < 1000; i++ {
+		v := fmt.Sprintf("u%d", i%700)
+		id := ns.ID([]byte(v))
+		if prev, ok := want[v]; ok && prev != id {
+			t.Fatalf("%q got id %d, earlier %d", v, id, prev)
+		}
+		want[v] = id
+	}
+	if ns.Len() != 700 {
+		t.Fatalf("Len = %d, want 700", ns.Len())
+	}
+	seen := make([]bool, 700)
+	for v, id := range want {
+		if id >= 700 || seen[id] {
+			t.Fatalf("id %d of %q not dense or reused", id, v)
+		}
+		seen[id] = true
+		if got, _ := ns.Value(id); got != v {
+			t.Fatalf("Value(%d) = %q, want %q", id, got, v)
+		}
+	}
+	if _, ok := ns.Value(700); ok {
+		t.Fatal("Value of an unassigned id answered")
+	}
+	if other := d.Namespace("dim:channel"); other.Len() != 0 {
+		t.Fatal("namespaces share ids")
+	}
+}
+
+func TestConcurrentAssign(t *testing.T) {
+	ns := NewMemory().Namespace("x")
+	var wg sync.WaitGroup
+	ids := make([][]uint32, 4)
+	for w := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5000; i++ {
+				ids[w] = append(ids[w], ns.ID([]byte(fmt.Sprint(i))))
+			}
+		}()
+	}
+	wg.Wait()
+	for w := 1; w < 4; w++ {
+		for i := range ids[w] {
+			if ids[w][i] != ids[0][i] {
+				t.Fatalf("worker %d value %d got id %d, worker 0 got %d", w, i, ids[w][i], ids[0][i])
+			}
+		}
+	}
+	if ns.Len() != 5000 {
+		t.Fatalf("Len = %d", ns.Len())
+	}
+}
