@@ -530,13 +530,7 @@ func (sh *shard) release(t *instTable) {
 	t.keys.reset()
 	t.groups = t.groups[:0]
 	t.recs = t.recs[:0]
-	for i := range t.sets {
-		t.sets[i] = bitmapstate.Set{}
-	}
-	t.sets = t.sets[:0]
-	for i := range t.open {
-		t.open[i] = bitmapstate.Set{}
-	}
+	t.sets = t.sets[:0] // growSets resets them on reuse, keeping their small arrays
 	t.open = t.open[:0]
 	t.openFree = t.openFree[:0]
 	t.dirty = t.dirty[:0]
@@ -555,9 +549,7 @@ func (a *Aggregator) mergePartial(sh *shard, k []uint32, cells []uint64, p *part
 	g, fresh := t.keys.findOrInsert(k[1:width+1], hashKey(k[1:width+1]))
 	if fresh {
 		t.groups = append(t.groups, group{head: -1, minDirty: noSlice, emitted: -1, maxSlice: -1})
-		for f := 0; f < a.ndf; f++ {
-			t.sets = append(t.sets, bitmapstate.Set{})
-		}
+		t.sets = growSets(t.sets, a.ndf)
 	}
 	grp := &t.groups[g]
 	r := a.record(t, grp, slice)
@@ -644,6 +636,23 @@ func (a *Aggregator) addID(t *instTable, g int32, r int, slice int32, f int, x u
 	return false
 }
 
+// growSets extends sets by n empty sets, reusing (after Reset) the ones past len from an
+// earlier use of the table so that their small arrays need no new allocation.
+func growSets(sets []bitmapstate.Set, n int) []bitmapstate.Set {
+	l := len(sets)
+	if cap(sets)-l >= n {
+		sets = sets[:l+n]
+		for i := l; i < l+n; i++ {
+			sets[i].Reset()
+		}
+		return sets
+	}
+	for i := 0; i < n; i++ {
+		sets = append(sets, bitmapstate.Set{})
+	}
+	return sets
+}
+
 // openSet returns record r's open set of field f, allocating the record's block.
 func (t *instTable) openSet(a *Aggregator, r, f int) *bitmapstate.Set {
 	ob := int64(t.recs[r+recOpen])
@@ -653,9 +662,7 @@ func (t *instTable) openSet(a *Aggregator, r, f int) *bitmapstate.Set {
 			t.openFree = t.openFree[:n-1]
 		} else {
 			ob = int64(len(t.open) / a.ndf)
-			for i := 0; i < a.ndf; i++ {
-				t.open = append(t.open, bitmapstate.Set{})
-			}
+			t.open = growSets(t.open, a.ndf)
 		}
 		t.recs[r+recOpen] = uint64(ob)
 	}

@@ -284,7 +284,11 @@ func TestOracleOutOfOrder(t *testing.T) {
 	for _, workers := range []int{1, 2, 3} {
 		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
 			r := rand.New(rand.NewSource(int64(workers)))
-			evs := randomEvents(r, 20000, base, 52*time.Hour, 40*time.Minute)
+			n := 12000
+			if testing.Short() {
+				n = 3000 // the race detector run
+			}
+			evs := randomEvents(r, n, base, 52*time.Hour, 40*time.Minute)
 			p := testPlan(loc, 0,
 				cube.Window{Granularity: cube.Hour},
 				cube.Window{Granularity: cube.Day, Step: 3 * time.Hour},

@@ -50,6 +50,9 @@ func (s *Set) Add(x uint32) bool {
 			return true
 		}
 		// Spill the inline ids into a sorted slice (reusing capacity kept by Reset).
+		if cap(s.ext) < 2*inlineCap+2 {
+			s.ext = make([]uint32, 0, 2*inlineCap+2)
+		}
 		s.ext = append(s.ext[:0], s.inl[:]...)
 		slices.Sort(s.ext)
 	}

@@ -1,0 +1,505 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cubed-olap/cubed/aggregate"
+	"github.com/cubed-olap/cubed/cube"
+	"github.com/cubed-olap/cubed/dictionary"
+	"github.com/cubed-olap/cubed/sink"
+	"github.com/cubed-olap/cubed/source"
+)
+
+// cubeRun is one cube's running graph. Everything but mu/st belongs to the cube's goroutine.
+type cubeRun struct {
+	s     *Service
+	plan  *cube.Plan
+	name  string
+	table string
+	agg   *aggregate.Aggregator
+	dl    *source.DeadLetter
+	dimNS []dictionary.Namespace // per layer-1 dimension
+	idNS  []dictionary.Namespace // per distinct field
+
+	workers []*decodeWorker
+	batch   aggregate.Batch
+	recIdx  []int32 // batch row → record index
+	late    []int
+
+	parts    map[int32]*partState
+	ooo      int64 // max out-of-orderness, ms
+	idle     time.Duration
+	lastEmit []time.Time // per window
+	pending  []sink.Row
+	version  uint64
+
+	events, bad, lateN, rows uint64
+
+	mu sync.Mutex // guards st
+	st cubeState
+}
+
+// partState is the event-time progress of one source partition.
+type partState struct {
+	maxTime  int64
+	lastSeen time.Time
+	offset   int64
+	lag      int64
+}
+
+type cubeState struct {
+	watermark time.Time
+	lastEmit  time.Time
+	events    uint64
+	bad       uint64
+	late      uint64
+	rows      uint64
+	parts     []PartitionStatus
+	stats     aggregate.Stats
+	statsAt   time.Time
+	sinkErr   string
+}
+
+// CubeStatus is one cube's entry in /api/v1/status.
+type CubeStatus struct {
+	Name        string            `json:"name"`
+	Source      string            `json:"source"`
+	Events      uint64            `json:"events"`
+	BadEvents   uint64            `json:"bad_events"`
+	LateEvents  uint64            `json:"late_events"`
+	EmittedRows uint64            `json:"emitted_rows"`
+	Watermark   *time.Time        `json:"watermark"`
+	LastEmit    *time.Time        `json:"last_emit"`
+	Partitions  []PartitionStatus `json:"partitions"`
+	Instances   int               `json:"open_windows"`
+	Groups      []int             `json:"groups"`
+	StateBytes  uint64            `json:"state_bytes"`
+	DeadLetter  string            `json:"dead_letter"`
+	SinkError   string            `json:"sink_error,omitempty"`
+}
+
+// PartitionStatus is one source partition's progress.
+type PartitionStatus struct {
+	Partition    int32      `json:"partition"`
+	Offset       int64      `json:"offset"`
+	Lag          int64      `json:"lag"`
+	MaxEventTime *time.Time `json:"max_event_time"`
+	Idle         bool       `json:"idle"`
+}
+
+// decodeWorker decodes one chunk of a record batch.
+type decodeWorker struct {
+	dec    *source.Decoder
+	ev     source.Event
+	batch  aggregate.Batch
+	recIdx []int32
+	bad    []badRecord
+	dims   []uint32
+	ids    []uint32
+}
+
+type badRecord struct {
+	rec int
+	err error
+}
+
+func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
+	c := &cubeRun{
+		s: s, plan: p, name: p.Cube.Name, table: p.Cube.Sink.Table,
+		agg:      aggregate.New(p, aggregate.WithWorkers(s.opts.Workers)),
+		parts:    map[int32]*partState{},
+		ooo:      p.Cube.EventTime.MaxOutOfOrderness.Milliseconds(),
+		idle:     p.Cube.EventTime.IdleTimeout,
+		lastEmit: make([]time.Time, len(p.Windows)),
+		version:  uint64(time.Now().UnixNano()),
+	}
+	if c.table == "" {
+		c.table = c.name
+	}
+	for _, d := range p.Dimensions {
+		c.dimNS = append(c.dimNS, s.dict.Namespace(c.name+"/dim/"+p.Cube.Dimensions[d].Name))
+	}
+	for _, f := range p.DistinctFields {
+		c.idNS = append(c.idNS, s.dict.Namespace(c.name+"/id/"+f))
+	}
+	for w := 0; w < s.opts.Workers; w++ {
+		dec, err := source.NewDecoder(p)
+		if err != nil {
+			return nil, fmt.Errorf("cube %q: %w", c.name, err)
+		}
+		c.workers = append(c.workers, &decodeWorker{dec: dec, dims: make([]uint32, len(p.Dimensions)),
+			ids: make([]uint32, len(p.DistinctFields))})
+	}
+	dl, err := source.OpenDeadLetter(filepath.Join(s.opts.DataDir, "deadletter", c.name+".jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("cube %q: %w", c.name, err)
+	}
+	c.dl = dl
+	return c, nil
+}
+
+func (c *cubeRun) close() {
+	if c.dl != nil {
+		c.dl.Close()
+	}
+}
+
+// setHeader gives every decoder the CSV header.
+func (c *cubeRun) setHeader(cols []string) error {
+	for _, w := range c.workers {
+		if err := w.dec.SetHeader(cols); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ingest decodes, encodes and aggregates one batch of records (one flush through both layers).
+func (c *cubeRun) ingest(recs []source.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	n := len(c.workers)
+	chunk := (len(recs) + n - 1) / n
+	var wg sync.WaitGroup
+	for w, dw := range c.workers {
+		lo, hi := w*chunk, min((w+1)*chunk, len(recs))
+		if lo >= hi {
+			dw.batch.Reset()
+			dw.recIdx, dw.bad = dw.recIdx[:0], dw.bad[:0]
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.decodeChunk(dw, recs, lo, hi)
+		}()
+	}
+	wg.Wait()
+
+	c.batch.Reset()
+	c.recIdx = c.recIdx[:0]
+	for _, dw := range c.workers {
+		b := &dw.batch
+		c.batch.Len += b.Len
+		c.batch.Times = append(c.batch.Times, b.Times...)
+		c.batch.Dims = append(c.batch.Dims, b.Dims...)
+		c.batch.Values = append(c.batch.Values, b.Values...)
+		c.batch.IDs = append(c.batch.IDs, b.IDs...)
+		c.recIdx = append(c.recIdx, dw.recIdx...)
+		for _, br := range dw.bad {
+			r := recs[br.rec]
+			c.bad++
+			c.s.metrics.badEvents.WithLabelValues(c.name).Inc()
+			c.s.log.Warn("bad event", "cube", c.name, "partition", r.Partition, "offset", r.Offset, "err", br.err)
+			if err := c.dl.Write(c.name, r.Partition, r.Offset, r.Value, br.err); err != nil {
+				c.s.log.Error("writing dead letter", "cube", c.name, "err", err)
+			}
+		}
+	}
+	now := time.Now()
+	for i, t := range c.batch.Times {
+		r := &recs[c.recIdx[i]]
+		ps := c.parts[r.Partition]
+		if ps == nil {
+			ps = &partState{maxTime: math.MinInt64}
+			c.parts[r.Partition] = ps
+		}
+		if t > ps.maxTime {
+			ps.maxTime = t
+		}
+		ps.lastSeen = now
+		ps.offset = r.Offset
+	}
+	c.late = c.agg.Process(&c.batch, c.late[:0])
+	for _, i := range c.late {
+		r := recs[c.recIdx[i]]
+		c.lateN++
+		err := fmt.Errorf("late event: time %s is behind the watermark %s + allowed lateness",
+			time.UnixMilli(c.batch.Times[i]).UTC().Format(time.RFC3339Nano), time.UnixMilli(c.agg.Watermark()).UTC().Format(time.RFC3339Nano))
+		if werr := c.dl.Write(c.name, r.Partition, r.Offset, r.Value, err); werr != nil {
+			c.s.log.Error("writing dead letter", "cube", c.name, "err", werr)
+		}
+	}
+	c.s.metrics.lateEvents.WithLabelValues(c.name).Add(float64(len(c.late)))
+	c.events += uint64(c.batch.Len)
+	c.s.metrics.events.WithLabelValues(c.name).Add(float64(c.batch.Len))
+}
+
+func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int) {
+	dw.batch.Reset()
+	dw.recIdx, dw.bad = dw.recIdx[:0], dw.bad[:0]
+	for i := lo; i < hi; i++ {
+		if err := dw.dec.Decode(recs[i].Value, &dw.ev); err != nil {
+			dw.bad = append(dw.bad, badRecord{i, err})
+			continue
+		}
+		for j, v := range dw.ev.Dims {
+			dw.dims[j] = c.dimNS[j].ID(v)
+		}
+		for f, v := range dw.ev.IDs {
+			if len(v) == 0 {
+				dw.ids[f] = dictionary.NoID
+			} else {
+				dw.ids[f] = c.idNS[f].ID(v)
+			}
+		}
+		dw.batch.Append(dw.ev.Time, dw.dims, dw.ev.Values, dw.ids)
+		dw.recIdx = append(dw.recIdx, int32(i))
+	}
+}
+
+// watermark is min over active partitions of (max event time) − max out-of-orderness; a
+// partition idle for longer than the idle timeout does not hold it back. When every partition
+// is idle the largest max event time counts.
+func (c *cubeRun) watermark(now time.Time) int64 {
+	wm, top := int64(math.MaxInt64), int64(math.MinInt64)
+	active := false
+	for _, ps := range c.parts {
+		if ps.maxTime > top {
+			top = ps.maxTime
+		}
+		if now.Sub(ps.lastSeen) > c.idle {
+			continue
+		}
+		active = true
+		if ps.maxTime < wm {
+			wm = ps.maxTime
+		}
+	}
+	if !active {
+		wm = top
+	}
+	if wm == math.MinInt64 || wm == math.MaxInt64 {
+		return math.MinInt64
+	}
+	return wm - c.ooo
+}
+
+// collect converts an emitted row into a pending sink row.
+func (c *cubeRun) collect(r *aggregate.Row) {
+	gs := c.plan.GroupingSets[r.GroupingSet]
+	dims := make([]string, len(r.Dims))
+	for i, id := range r.Dims {
+		v, ok := c.dimNS[gs.Project[i]].Value(id)
+		if !ok {
+			panic(fmt.Sprintf("BUG: dimension id %d of %q not in the dictionary", id, gs.Names[i]))
+		}
+		dims[i] = v
+	}
+	c.version++
+	c.pending = append(c.pending, sink.Row{
+		Window: r.Window, GroupingSet: gs.ID, Start: r.Start, End: r.End, Dims: dims,
+		Values: append([]float64(nil), r.Values...), Version: c.version, Final: r.Final,
+	})
+}
+
+// advance moves the watermark, early-fires windows whose emit_every has passed (when early is
+// set) and writes pending rows.
+func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bool) error {
+	c.agg.Advance(wm, c.collect)
+	if early {
+		for w, spec := range c.plan.Windows {
+			if now.Sub(c.lastEmit[w]) >= spec.EmitEvery {
+				c.agg.Emit(w, c.collect)
+				c.lastEmit[w] = now
+			}
+		}
+	}
+	return c.flush(ctx, now)
+}
+
+// flush writes pending rows to the embedded store, retrying with backoff until it succeeds or
+// ctx ends (rows are never dropped).
+func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
+	if len(c.pending) > 0 {
+		backoff := 100 * time.Millisecond
+		for {
+			err := c.s.store.Write(c.table, c.pending)
+			if err == nil {
+				break
+			}
+			c.s.metrics.sinkErrors.WithLabelValues(c.name).Inc()
+			c.s.log.Error("writing results", "cube", c.name, "rows", len(c.pending), "err", err)
+			c.mu.Lock()
+			c.st.sinkErr = err.Error()
+			c.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+		c.rows += uint64(len(c.pending))
+		c.s.metrics.emittedRows.WithLabelValues(c.name).Add(float64(len(c.pending)))
+		c.pending = c.pending[:0]
+		c.mu.Lock()
+		c.st.lastEmit = now
+		c.st.sinkErr = ""
+		c.mu.Unlock()
+	}
+	c.publish(now)
+	return nil
+}
+
+// publish copies the loop's progress into the status snapshot.
+func (c *cubeRun) publish(now time.Time) {
+	wm := c.agg.Watermark()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.events, c.st.bad, c.st.late, c.st.rows = c.events, c.bad, c.lateN, c.rows
+	if wm != math.MinInt64 && wm != math.MaxInt64 {
+		c.st.watermark = time.UnixMilli(wm).UTC()
+		c.s.metrics.watermark.WithLabelValues(c.name).Set(float64(wm) / 1000)
+	}
+	c.st.parts = c.st.parts[:0]
+	for p, ps := range c.parts {
+		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: now.Sub(ps.lastSeen) > c.idle}
+		if ps.maxTime != math.MinInt64 {
+			t := time.UnixMilli(ps.maxTime).UTC()
+			st.MaxEventTime = &t
+		}
+		c.st.parts = append(c.st.parts, st)
+	}
+	sort.Slice(c.st.parts, func(i, j int) bool { return c.st.parts[i].Partition < c.st.parts[j].Partition })
+	if now.Sub(c.st.statsAt) >= time.Second {
+		c.st.stats = c.agg.Stats()
+		c.st.statsAt = now
+		c.s.metrics.stateBytes.WithLabelValues(c.name).Set(float64(c.st.stats.StateBytes))
+		for i, g := range c.st.stats.Groups {
+			node := "layer1"
+			if i > 0 {
+				node = "layer2_" + strconv.Itoa(i-1)
+			}
+			c.s.metrics.groups.WithLabelValues(c.name, node).Set(float64(g))
+		}
+	}
+}
+
+func (c *cubeRun) status() CubeStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := CubeStatus{
+		Name: c.name, Events: c.st.events, BadEvents: c.st.bad, LateEvents: c.st.late,
+		EmittedRows: c.st.rows, Partitions: append([]PartitionStatus{}, c.st.parts...),
+		Instances: c.st.stats.Instances, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
+		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
+	}
+	switch src := c.plan.Cube.Source; {
+	case src.File != nil:
+		st.Source = "file:" + src.File.Path
+	case src.Kafka != nil:
+		st.Source = "kafka:" + src.Kafka.Topic
+	}
+	if !c.st.watermark.IsZero() {
+		t := c.st.watermark
+		st.Watermark = &t
+	}
+	if !c.st.lastEmit.IsZero() {
+		t := c.st.lastEmit
+		st.LastEmit = &t
+	}
+	return st
+}
+
+func (c *cubeRun) summary() Summary {
+	return Summary{Cube: c.name, Events: c.events, BadEvents: c.bad, LateEvents: c.lateN, Rows: c.rows}
+}
+
+// runFile reads the cube's file to its end; the end of input moves the watermark to +∞, which
+// closes every window. With early set, open windows early-fire on their emit_every ticks.
+func (c *cubeRun) runFile(ctx context.Context, early bool) error {
+	src := c.plan.Cube.Source
+	var opts []source.FileOption
+	if len(src.Columns) > 0 {
+		opts = append(opts, source.WithColumns(src.Columns))
+	}
+	f, err := source.OpenFile(src.File.Path, src.Format, opts...)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if src.Format == cube.FormatCSV {
+		if err := c.setHeader(f.Header()); err != nil {
+			return fmt.Errorf("reading %s: %w", src.File.Path, err)
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		recs, err := f.Next(ctx, c.s.opts.BatchSize)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("reading %s: %w", src.File.Path, err)
+		}
+		c.ingest(recs)
+		now := time.Now()
+		if errors.Is(err, io.EOF) {
+			return c.advance(ctx, now, math.MaxInt64, false)
+		}
+		if err := c.advance(ctx, now, c.watermark(now), early); err != nil {
+			return err
+		}
+	}
+}
+
+// runKafka consumes the cube's topic until ctx ends.
+func (c *cubeRun) runKafka(ctx context.Context) error {
+	src := c.plan.Cube.Source
+	if src.Format == cube.FormatCSV {
+		if err := c.setHeader(src.Columns); err != nil {
+			return err
+		}
+	}
+	brokers := src.Kafka.Brokers
+	if len(c.s.opts.Brokers) > 0 {
+		brokers = c.s.opts.Brokers
+	}
+	k, err := source.NewKafka(source.KafkaConfig{Brokers: brokers, Topic: src.Kafka.Topic,
+		Group: src.Kafka.Group, Start: src.Kafka.Start, Logger: c.s.log.With("cube", c.name)})
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		recs, err := k.Poll(pctx)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			if errors.Is(err, source.ErrClosed) {
+				return nil
+			}
+			c.s.log.Warn("polling Kafka", "cube", c.name, "err", err)
+		}
+		c.ingest(recs)
+		now := time.Now()
+		for _, p := range k.Assigned() {
+			if c.parts[p] == nil {
+				c.parts[p] = &partState{maxTime: math.MinInt64, lastSeen: now}
+			}
+		}
+		for p, lag := range k.Lag() {
+			if ps := c.parts[p]; ps != nil {
+				ps.lag = lag
+			}
+			c.s.metrics.lag.WithLabelValues(c.name, strconv.Itoa(int(p))).Set(float64(lag))
+		}
+		if err := c.advance(ctx, now, c.watermark(now), true); err != nil {
+			return nil
+		}
+		k.MarkProcessed(recs)
+	}
+}
