@@ -674,8 +674,8 @@ func (a *Aggregator) nodes() []*node {
 }
 
 // Advance moves the watermark to wm (Unix ms; it never moves back) and closes every window
-// instance whose end + allowed lateness ≤ wm, emitting the final rows of its groups to fn and
-// dropping its state. Cumulative slices that can no longer change drop their open id sets.
+// instance whose end + allowed lateness ≤ wm, emitting every row of its groups to fn once more
+// with Final set (the final fire) and dropping its state. Cumulative slices that can no longer change drop their open id sets.
 func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 	if wm <= a.watermark {
 		return
@@ -804,6 +804,9 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 		from := grp.emitted + 1
 		if grp.minDirty < from {
 			from = grp.minDirty
+		}
+		if final {
+			from = 0 // every row again, now marked final
 		}
 		if from > last || grp.head < 0 {
 			return grp.minDirty != noSlice && grp.minDirty > last

@@ -1,0 +1,175 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cubed-olap/cubed/sink"
+	"github.com/cubed-olap/cubed/source"
+)
+
+func writeModel(t testing.TB, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "model.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestIdlePartition: partition 1 delivers one early event and then nothing; partition 0 keeps
+// going. Until partition 1 has been idle for idle_timeout it holds the watermark back; after
+// that the watermark follows partition 0 alone and the first hour closes (final rows).
+func TestIdlePartition(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "ev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	model := writeModel(t, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: ev
+    source:
+      kafka: {brokers: [%q], topic: ev}
+    event_time: {field: ts, format: unix_ms, max_out_of_orderness: 0s, idle_timeout: 2s}
+    dimensions: [{name: k}]
+    measures: [{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]
+    grouping_sets: [[], [k]]
+    windows: [{granularity: hour, emit_every: 200ms}]
+`, c.ListenAddrs()[0]))
+	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	produce := func(part int32, ts int64, u string) {
+		v := fmt.Sprintf(`{"ts":%d,"k":"a","u":%q}`, ts, u)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "ev", Partition: part, Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(1, base+1000, "early")
+	for i := 0; i < 100; i++ {
+		produce(0, base+int64(i)*60_000, fmt.Sprint("u", i%7)) // minutes 0..99
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	// The first hour [base, base+1h) holds 60 events of partition 0 and the early one: 61
+	// events, users u0..u6 plus "early".
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var final *sink.Row
+		err := svc.Scan("ev", 0, 0, base, base+1, func(r *sink.Row) error {
+			cp := *r
+			final = &cp
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if final != nil && final.Final {
+			if final.Values[0] != 61 || final.Values[1] != 8 {
+				t.Fatalf("first hour final row = %v, want pv 61 uv 8", final.Values)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first hour never closed: idle partition 1 kept holding the watermark (status %+v)", svc.Status())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The second hour is still open: the watermark is partition 0's max (minute 99).
+	st := svc.byName["ev"].status()
+	if st.Watermark == nil || st.Watermark.UnixMilli() != base+99*60_000 {
+		t.Fatalf("watermark = %v, want %v", st.Watermark, time.UnixMilli(base+99*60_000).UTC())
+	}
+}
+
+// BenchmarkEndToEnd replays generated JSON lines (../shared/bench/gen.go's shape: 2M events,
+// 180k Zipf users) through decode → dictionary → both layers → embedded store, with the peer
+// benchmark's model (per minute, count, sum and exact UV over 5 grouping sets). One op is the
+// whole replay; it reports events per CPU-second of the process (per core).
+func BenchmarkEndToEnd(b *testing.B) {
+	const n, users = 2_000_000, 180_000
+	dir := b.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	f, err := os.Create(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / 3600})
+	if _, err := g.WriteLines(f, n); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	model := writeModel(b, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: peer
+    source:
+      file: {path: %q}
+    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
+    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
+    measures:
+      - {name: pv, type: count}
+      - {name: amt, type: sum, field: amount}
+      - {name: uv, type: count_distinct, field: user_id}
+    grouping_sets:
+      - [country, platform, app_version, channel, page]
+      - [country]
+      - [platform, app_version]
+      - [channel]
+      - []
+    windows: [{granularity: minute}]
+`, events))
+	b.ResetTimer()
+	var cpu float64
+	for i := 0; i < b.N; i++ {
+		svc, err := Open(model, Options{DataDir: filepath.Join(dir, fmt.Sprint("data", i)), Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c0 := cpuSeconds()
+		sums, err := svc.Replay(context.Background())
+		cpu += cpuSeconds() - c0
+		if err != nil || len(sums) != 1 || sums[0].Events != n {
+			b.Fatalf("replay: %v %+v", err, sums)
+		}
+		svc.Close()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n)*float64(b.N)/cpu, "events/cpu-s")
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+

@@ -1,0 +1,309 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// KafkaConfig configures a Kafka source.
+type KafkaConfig struct {
+	// Brokers are the seed brokers ("host:port"); at least one.
+	Brokers []string
+	// Topic is the one topic to consume, all of its partitions.
+	Topic string
+	// Group is the consumer group; required.
+	Group string
+	// Start is where a partition without a committed offset starts: "earliest" (the default
+	// when empty) or "latest".
+	Start string
+	// Logger receives franz-go's log lines (at the levels the logger enables) and fetch
+	// errors; nil discards them.
+	Logger *slog.Logger
+	// Opts are extra franz-go options appended after the source's own (tests use them to
+	// shorten timeouts). Nil is fine.
+	Opts []kgo.Opt
+}
+
+// Kafka consumes one topic through a consumer group with franz-go (github.com/twmb/franz-go).
+//
+// Offsets are committed only as marked: Poll returns records, the caller marks the ones whose
+// effects are durable with MarkProcessed (at a checkpoint), and Commit, franz-go's periodic
+// autocommit (kgo.AutoCommitMarks) and the commit on partition revocation commit the marks, so
+// a restart re-reads everything after the last mark (at-least-once). Poll and MarkProcessed are
+// meant for one goroutine; Assigned, Lag, Pause, Resume and Commit are safe from any goroutine.
+type Kafka struct {
+	cl     *kgo.Client
+	topic  string
+	logger *slog.Logger
+
+	mu       sync.Mutex // guards the maps below
+	assigned map[int32]bool
+	epoch    map[int32]int32 // leader epoch of the latest polled record per partition
+	next     map[int32]int64 // offset after the latest polled record per partition
+	hwm      map[int32]int64 // high watermark from the latest fetch per partition
+	marked   map[int32]int64 // highest offset marked per partition
+
+	recs []Record // reused by Poll
+}
+
+// NewKafka creates the consumer and joins the group in the background; records arrive through
+// Poll. It fails on a missing broker, topic or group, an unknown Start, or a client that
+// cannot be created.
+func NewKafka(cfg KafkaConfig) (*Kafka, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("creating Kafka source: no brokers")
+	}
+	if cfg.Topic == "" {
+		return nil, errors.New("creating Kafka source: no topic")
+	}
+	if cfg.Group == "" {
+		return nil, fmt.Errorf("creating Kafka source for topic %q: no consumer group", cfg.Topic)
+	}
+	var reset kgo.Offset
+	switch cfg.Start {
+	case "", "earliest":
+		reset = kgo.NewOffset().AtStart()
+	case "latest":
+		reset = kgo.NewOffset().AtEnd()
+	default:
+		return nil, fmt.Errorf("creating Kafka source for topic %q: unknown start %q (want earliest or latest)", cfg.Topic, cfg.Start)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	k := &Kafka{
+		topic:    cfg.Topic,
+		logger:   logger,
+		assigned: map[int32]bool{},
+		epoch:    map[int32]int32{},
+		next:     map[int32]int64{},
+		hwm:      map[int32]int64{},
+		marked:   map[int32]int64{},
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeResetOffset(reset),
+		kgo.AutoCommitMarks(),
+		kgo.OnPartitionsAssigned(k.onAssigned),
+		kgo.OnPartitionsRevoked(k.onRevoked),
+		kgo.OnPartitionsLost(k.onLost),
+		kgo.WithLogger(slogAdapter{logger}),
+	}
+	opts = append(opts, cfg.Opts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kafka client for topic %q group %q: %w", cfg.Topic, cfg.Group, err)
+	}
+	k.cl = cl
+	return k, nil
+}
+
+func (k *Kafka) onAssigned(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range parts[k.topic] {
+		k.assigned[p] = true
+	}
+}
+
+// onRevoked commits the marks (as franz-go's default revoke does with autocommit) and forgets
+// the revoked partitions.
+func (k *Kafka) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		k.logger.Warn("committing marked offsets on partition revocation", "topic", k.topic, "err", err)
+	}
+	k.forget(parts[k.topic])
+}
+
+func (k *Kafka) onLost(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	k.forget(parts[k.topic])
+}
+
+func (k *Kafka) forget(parts []int32) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range parts {
+		delete(k.assigned, p)
+		delete(k.epoch, p)
+		delete(k.next, p)
+		delete(k.hwm, p)
+		delete(k.marked, p)
+	}
+}
+
+// Poll waits for records and returns those fetched, from all assigned partitions, each
+// partition's in offset order. The returned slice is reused by the next Poll, but each record's
+// Value is owned by that record (franz-go allocates it per fetch and never reuses it), so it
+// stays valid as long as the caller keeps it.
+//
+// It returns ctx's error when ctx ends and ErrClosed after Close. Other fetch errors (a
+// partition that moved, a broker that went away) are retried by franz-go; they are logged and
+// Poll returns what it has.
+func (k *Kafka) Poll(ctx context.Context) ([]Record, error) {
+	fetches := k.cl.PollFetches(ctx)
+	k.recs = k.recs[:0]
+	var fatal error
+	fetches.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, kgo.ErrClientClosed):
+			fatal = ErrClosed
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			if fatal == nil {
+				fatal = err
+			}
+		default:
+			k.logger.Warn("fetching from Kafka", "topic", topic, "partition", p, "err", err)
+		}
+	})
+	k.mu.Lock()
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if fp.Topic != k.topic {
+			return
+		}
+		if fp.HighWatermark > 0 || len(fp.Records) > 0 {
+			k.hwm[fp.Partition] = fp.HighWatermark
+		}
+		if n := len(fp.Records); n > 0 {
+			last := fp.Records[n-1]
+			k.next[fp.Partition] = last.Offset + 1
+			k.epoch[fp.Partition] = last.LeaderEpoch
+		}
+		for _, r := range fp.Records {
+			k.recs = append(k.recs, Record{Value: r.Value, Partition: r.Partition, Offset: r.Offset})
+		}
+	})
+	k.mu.Unlock()
+	if len(k.recs) == 0 && fatal != nil {
+		return nil, fatal
+	}
+	return k.recs, nil
+}
+
+// ErrClosed is returned by Poll after Close.
+var ErrClosed = errors.New("kafka source closed")
+
+// MarkProcessed marks recs as processed: their offsets become committable (by Commit, the
+// periodic autocommit and the commit on revocation). Marks only move forward per partition;
+// marking an older offset after a newer one has no effect.
+func (k *Kafka) MarkProcessed(recs []Record) {
+	if len(recs) == 0 {
+		return
+	}
+	offsets := map[int32]kgo.EpochOffset{}
+	k.mu.Lock()
+	for _, r := range recs {
+		if m, ok := k.marked[r.Partition]; ok && r.Offset <= m {
+			continue
+		}
+		k.marked[r.Partition] = r.Offset
+		epoch, ok := k.epoch[r.Partition]
+		if !ok {
+			epoch = -1
+		}
+		offsets[r.Partition] = kgo.EpochOffset{Epoch: epoch, Offset: r.Offset + 1}
+	}
+	k.mu.Unlock()
+	if len(offsets) > 0 {
+		k.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: offsets})
+	}
+}
+
+// Commit synchronously commits the marked offsets to the group.
+func (k *Kafka) Commit(ctx context.Context) error {
+	if err := k.cl.CommitMarkedOffsets(ctx); err != nil {
+		return fmt.Errorf("committing offsets of topic %q: %w", k.topic, err)
+	}
+	return nil
+}
+
+// Assigned returns the partitions currently assigned to this member, ascending.
+func (k *Kafka) Assigned() []int32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]int32, 0, len(k.assigned))
+	for p := range k.assigned {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Lag returns, per assigned partition that has been fetched from, the number of records not yet
+// polled: the high watermark of the latest fetch minus the offset after the latest polled
+// record (0 when caught up). Partitions not fetched from yet are absent.
+func (k *Kafka) Lag() map[int32]int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[int32]int64, len(k.hwm))
+	for p, hw := range k.hwm {
+		if !k.assigned[p] {
+			continue
+		}
+		lag := hw - k.next[p]
+		if _, ok := k.next[p]; !ok {
+			lag = hw // nothing polled yet: at most everything below the watermark
+		}
+		if lag < 0 {
+			lag = 0
+		}
+		out[p] = lag
+	}
+	return out
+}
+
+// Pause stops fetching from parts (for back-pressure) until Resume; records already buffered may
+// still be returned by Poll.
+func (k *Kafka) Pause(parts ...int32) {
+	k.cl.PauseFetchPartitions(map[string][]int32{k.topic: parts})
+}
+
+// Resume restarts fetching from parts paused by Pause.
+func (k *Kafka) Resume(parts ...int32) {
+	k.cl.ResumeFetchPartitions(map[string][]int32{k.topic: parts})
+}
+
+// Close commits the marked offsets (through the revocation that leaving the group triggers),
+// leaves the group and closes the client.
+func (k *Kafka) Close() {
+	k.cl.Close()
+}
+
+// slogAdapter sends franz-go's log lines to a slog.Logger.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Level() kgo.LogLevel {
+	ctx := context.Background()
+	switch {
+	case a.l.Enabled(ctx, slog.LevelDebug):
+		return kgo.LogLevelDebug
+	case a.l.Enabled(ctx, slog.LevelInfo):
+		return kgo.LogLevelInfo
+	case a.l.Enabled(ctx, slog.LevelWarn):
+		return kgo.LogLevelWarn
+	case a.l.Enabled(ctx, slog.LevelError):
+		return kgo.LogLevelError
+	}
+	return kgo.LogLevelNone
+}
+
+func (a slogAdapter) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	l := slog.LevelInfo
+	switch level {
+	case kgo.LogLevelError:
+		l = slog.LevelError
+	case kgo.LogLevelWarn:
+		l = slog.LevelWarn
+	case kgo.LogLevelDebug:
+		l = slog.LevelDebug
+	}
+	a.l.Log(context.Background(), l, msg, keyvals...)
+}
