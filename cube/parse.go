@@ -231,8 +231,8 @@ var (
 	dimensionSchema = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
 	measureSchema   = &schema{where: "measure", keys: []string{"name", "type", "field", "days"}, required: []string{"name", "type"}}
 	windowSchema    = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
-	sinkSchema      = &schema{where: "sink", keys: []string{"table"},
-		unsupported: map[string]string{"clickhouse": `sink "clickhouse" is not supported yet (supported: table)`}}
+	sinkSchema      = &schema{where: "sink", keys: []string{"table", "retention"},
+		unsupported: map[string]string{"clickhouse": `sink "clickhouse" is not supported yet (supported: table, retention)`}}
 )
 
 // model decodes the root mapping.
@@ -373,6 +373,14 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 					if !isTable(s) {
 						d.errorf(t, "sink table %q must match [A-Za-z_][A-Za-z0-9_]*", s)
 					}
+				}
+			}
+			if r := sm.get("retention"); r != nil {
+				if v, ok := d.duration(r, "sink retention"); ok {
+					if v < 0 {
+						d.errorf(r, "sink retention must not be negative (0 keeps results forever)")
+					}
+					c.Sink.Retention = v
 				}
 			}
 		}

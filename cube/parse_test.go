@@ -330,7 +330,7 @@ cubes:
     measures: [{name: pv, type: count}]
     windows: [{granularity: day}]
     sink: {tabel: x}
-`, `8:12: unknown key "tabel" in sink (valid: table)`},
+`, `8:12: unknown key "tabel" in sink (valid: table, retention)`},
 		{"clickhouse sink", `version: 1
 cubes:
   - name: c
@@ -340,7 +340,7 @@ cubes:
     windows: [{granularity: day}]
     sink:
       clickhouse: {}
-`, `9:7: sink "clickhouse" is not supported yet (supported: table)`},
+`, `9:7: sink "clickhouse" is not supported yet (supported: table, retention)`},
 		{"new users", `version: 1
 cubes:
   - name: c

@@ -161,6 +161,9 @@ type Window struct {
 type Sink struct {
 	// Table defaults to the cube name.
 	Table string
+	// Retention, when > 0, deletes result rows whose window ended more than this long before
+	// the cube's watermark (default 0: keep forever).
+	Retention time.Duration
 }
 
 // Diagnostic is one problem found in a model file, printed as FILE:LINE:COL: message.

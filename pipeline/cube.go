@@ -42,6 +42,8 @@ type cubeRun struct {
 	pending  []sink.Row
 	version  uint64
 
+	lastRetention time.Time
+
 	events, bad, lateN, rows uint64
 
 	mu sync.Mutex // guards st
@@ -315,7 +317,30 @@ func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bo
 			}
 		}
 	}
-	return c.flush(ctx, now)
+	if err := c.flush(ctx, now); err != nil {
+		return err
+	}
+	c.applyRetention(now)
+	return nil
+}
+
+// applyRetention deletes, once a minute, the result rows whose window ended more than
+// sink.retention before the watermark.
+func (c *cubeRun) applyRetention(now time.Time) {
+	ret := c.plan.Cube.Sink.Retention
+	wm := c.agg.Watermark()
+	if ret <= 0 || wm == math.MinInt64 || wm == math.MaxInt64 || now.Sub(c.lastRetention) < time.Minute {
+		return
+	}
+	c.lastRetention = now
+	for w, spec := range c.plan.Windows {
+		cutoff := wm - ret.Milliseconds() - spec.Granularity.NominalLength().Milliseconds()
+		for _, gs := range c.plan.GroupingSets {
+			if err := c.s.store.DeleteBefore(c.table, w, gs.ID, cutoff); err != nil {
+				c.s.log.Error("applying result retention", "cube", c.name, "err", err)
+			}
+		}
+	}
 }
 
 // flush writes pending rows to the embedded store, retrying with backoff until it succeeds or

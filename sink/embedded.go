@@ -218,3 +218,17 @@ func (quietLogger) Fatalf(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
 	os.Exit(1)
 }
+
+// DeleteBefore deletes the rows of (table, window, gs) whose window_start is before start
+// (Unix ms), as one pebble range deletion; compactions reclaim the space.
+func (e *Embedded) DeleteBefore(table string, window int, gs uint16, start int64) error {
+	if window < 0 || window >= MaxWindows {
+		return fmt.Errorf("deleting old rows of table %q: window %d out of range [0, %d)", table, window, MaxWindows)
+	}
+	lo := AppendScanPrefix(nil, table, window, gs)
+	hi := AppendStartBound(nil, table, window, gs, start)
+	if err := e.db.DeleteRange(lo, hi, pebble.NoSync); err != nil {
+		return fmt.Errorf("deleting rows of table %q window %d grouping set %d before %d: %w", table, window, gs, start, err)
+	}
+	return nil
+}

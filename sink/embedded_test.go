@@ -414,3 +414,38 @@ func TestEmbeddedConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDeleteBefore checks that only the rows of the given (table, window, grouping set) with an
+// earlier window_start go, against a brute-force filter of what was written.
+func TestDeleteBefore(t *testing.T) {
+	db, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e := OpenEmbedded(db)
+	var rows []Row
+	for w := 0; w < 2; w++ {
+		for gs := uint16(0); gs < 2; gs++ {
+			for s := int64(-3); s < 5; s++ {
+				rows = append(rows, Row{Window: w, GroupingSet: gs, Start: s * 1000, End: s*1000 + 1000, Dims: []string{"x"}, Values: []float64{1}})
+			}
+		}
+	}
+	if err := e.Write("t", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DeleteBefore("t", 1, 0, 2000); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		_, ok, err := e.Get("t", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := r.Window == 1 && r.GroupingSet == 0 && r.Start < 2000
+		if ok == gone {
+			t.Errorf("row window %d gs %d start %d: present=%v, want %v", r.Window, r.GroupingSet, r.Start, ok, !gone)
+		}
+	}
+}
