@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // NoID is the id of "no value": it is never assigned to a string.
@@ -54,7 +56,7 @@ func (m *Memory) Namespace(name string) Namespace {
 	defer m.mu.Unlock()
 	ns, ok := m.space[name]
 	if !ok {
-		ns = &memNamespace{ids: map[string]uint32{}}
+		ns = newMemNamespace()
 		m.space[name] = ns
 		m.names = append(m.names, name)
 	}
@@ -68,45 +70,72 @@ func (m *Memory) Names() []string {
 	return append([]string(nil), m.names...)
 }
 
-// memNamespace is a map from value to id plus the values in id order.
+// shardCount is the number of independently locked maps of a namespace, so that concurrent
+// decoders rarely touch the same lock.
+const shardCount = 64
+
+// memNamespace is value → id maps sharded by a hash of the value, plus the values in id order.
 type memNamespace struct {
-	mu     sync.RWMutex // guards ids and values
-	ids    map[string]uint32
-	values []string // values[id]
+	shards [shardCount]memShard
+	valMu  sync.RWMutex // guards values; taken inside a shard lock when assigning
+	values []string     // values[id]
+}
+
+type memShard struct {
+	mu  sync.RWMutex // guards ids
+	ids map[string]uint32
+	_   [32]byte // keep shards on separate cache lines
+}
+
+func newMemNamespace() *memNamespace {
+	n := &memNamespace{}
+	for i := range n.shards {
+		n.shards[i].ids = map[string]uint32{}
+	}
+	return n
+}
+
+func (n *memNamespace) shard(v []byte) *memShard {
+	return &n.shards[xxhash.Sum64(v)%shardCount]
 }
 
 func (n *memNamespace) ID(v []byte) uint32 {
-	n.mu.RLock()
-	id, ok := n.ids[string(v)]
-	n.mu.RUnlock()
+	sh := n.shard(v)
+	sh.mu.RLock()
+	id, ok := sh.ids[string(v)]
+	sh.mu.RUnlock()
 	if ok {
 		return id
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if id, ok := n.ids[string(v)]; ok {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if id, ok := sh.ids[string(v)]; ok {
 		return id
 	}
+	s := string(v)
+	n.valMu.Lock()
 	if len(n.values) >= NoID {
+		n.valMu.Unlock()
 		panic(fmt.Sprintf("BUG: dictionary namespace full (%d ids)", len(n.values)))
 	}
-	s := string(v)
 	id = uint32(len(n.values))
-	n.ids[s] = id
 	n.values = append(n.values, s)
+	n.valMu.Unlock()
+	sh.ids[s] = id
 	return id
 }
 
 func (n *memNamespace) Lookup(v []byte) (uint32, bool) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	id, ok := n.ids[string(v)]
+	sh := n.shard(v)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	id, ok := sh.ids[string(v)]
 	return id, ok
 }
 
 func (n *memNamespace) Value(id uint32) (string, bool) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
+	n.valMu.RLock()
+	defer n.valMu.RUnlock()
 	if int64(id) >= int64(len(n.values)) {
 		return "", false
 	}
@@ -114,7 +143,7 @@ func (n *memNamespace) Value(id uint32) (string, bool) {
 }
 
 func (n *memNamespace) Len() int {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
+	n.valMu.RLock()
+	defer n.valMu.RUnlock()
 	return len(n.values)
 }

@@ -107,7 +107,13 @@ type decodeWorker struct {
 	bad    []badRecord
 	dims   []uint32
 	ids    []uint32
+	// dimCache holds, per dimension, the ids of values this worker has seen: dimension values
+	// repeat on nearly every event, so most lookups skip the shared dictionary's locks.
+	dimCache []map[string]uint32
 }
+
+// dimCacheMax bounds each worker's per-dimension cache; a full cache starts over.
+const dimCacheMax = 1 << 16
 
 type badRecord struct {
 	rec int
@@ -138,8 +144,11 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cube %q: %w", c.name, err)
 		}
-		c.workers = append(c.workers, &decodeWorker{dec: dec, dims: make([]uint32, len(p.Dimensions)),
-			ids: make([]uint32, len(p.DistinctFields))})
+		dw := &decodeWorker{dec: dec, dims: make([]uint32, len(p.Dimensions)), ids: make([]uint32, len(p.DistinctFields))}
+		for range p.Dimensions {
+			dw.dimCache = append(dw.dimCache, map[string]uint32{})
+		}
+		c.workers = append(c.workers, dw)
 	}
 	dl, err := source.OpenDeadLetter(filepath.Join(s.opts.DataDir, "deadletter", c.name+".jsonl"))
 	if err != nil {
@@ -246,7 +255,16 @@ func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int
 			continue
 		}
 		for j, v := range dw.ev.Dims {
-			dw.dims[j] = c.dimNS[j].ID(v)
+			cache := dw.dimCache[j]
+			id, ok := cache[string(v)]
+			if !ok {
+				id = c.dimNS[j].ID(v)
+				if len(cache) >= dimCacheMax {
+					clear(cache)
+				}
+				cache[string(v)] = id
+			}
+			dw.dims[j] = id
 		}
 		for f, v := range dw.ev.IDs {
 			if len(v) == 0 {
