@@ -118,9 +118,14 @@ func Open(modelFile string, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	store := sink.OpenEmbedded(db)
+	if err := store.EnableIngest(filepath.Join(opts.DataDir, "ingest")); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Service{
 		opts: opts, log: opts.Logger, modelFile: modelFile, modelYAML: data, plans: plans,
-		db: db, store: sink.OpenEmbedded(db), dict: dictionary.NewMemory(), reg: opts.Registry,
+		db: db, store: store, dict: dictionary.NewMemory(), reg: opts.Registry,
 		metrics: newMetrics(opts.Registry), byName: map[string]*cubeRun{},
 	}
 	for _, p := range plans {

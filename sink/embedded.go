@@ -19,6 +19,8 @@ import (
 // batches) and takes its scratch buffers from a pool.
 type Embedded struct {
 	db *pebble.DB
+	// ingestDir, when set, is where large writes stage their sstables (see EnableIngest).
+	ingestDir string
 	// scratch pools *scratch; each call takes one for its duration.
 	scratch sync.Pool
 }
@@ -30,6 +32,8 @@ type scratch struct {
 	unesc        []byte // unescaped dimension bytes
 	row          Row    // the row handed to Scan's callback
 	intern       interner
+	arena        []byte   // encoded keys and values of an ingested write
+	spans        []kvSpan // rows of arena, sorted by key
 }
 
 // OpenEmbedded returns the result store over db. The database is shared with other state (other
@@ -83,6 +87,9 @@ func (e *Embedded) Write(table string, rows []Row) error {
 		if err := checkRow(table, i, &rows[i]); err != nil {
 			return fmt.Errorf("writing %d rows: %w", len(rows), err)
 		}
+	}
+	if e.ingestDir != "" && len(rows) >= IngestMinRows {
+		return e.ingestRows(table, rows)
 	}
 	s := e.scratch.Get().(*scratch)
 	defer e.scratch.Put(s)

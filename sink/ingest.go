@@ -1,0 +1,148 @@
+package sink
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/sstable"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// IngestMinRows is the smallest Write that goes through sstable ingestion when an ingest folder
+// is set (EnableIngest); smaller writes use a batch.
+const IngestMinRows = 4096
+
+var ingestSeq atomic.Uint64
+
+// EnableIngest makes large writes (at least IngestMinRows rows) bypass the memtable: the rows are
+// sorted by key, written as one sstable per (window, grouping set) run into dir (which must be on
+// the database's file system so that pebble can link the files) and ingested atomically with
+// pebble's DB.Ingest. When results arrive in time order (a replay, windows closing one after the
+// other) each run lies after every stored key of its grouping set, so pebble places it in the
+// bottom level and never compacts it again: this is the bulk-load path of LSM stores (RocksDB's
+// IngestExternalFile), and it removes the memtable insert, flush and L0 compactions from the
+// cost of emitting results. It must be called before the Embedded is used.
+func (e *Embedded) EnableIngest(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating ingest folder: %w", err)
+	}
+	e.ingestDir = dir
+	return nil
+}
+
+// ingestRows is Write's bulk path; the caller has checked the rows.
+func (e *Embedded) ingestRows(table string, rows []Row) error {
+	s := e.scratch.Get().(*scratch)
+	defer e.scratch.Put(s)
+	// Encode every key and value into one arena.
+	s.arena = s.arena[:0]
+	s.spans = s.spans[:0]
+	for i := range rows {
+		k0 := len(s.arena)
+		s.arena = AppendKey(s.arena, table, &rows[i])
+		v0 := len(s.arena)
+		s.arena = AppendValue(s.arena, &rows[i])
+		s.spans = append(s.spans, kvSpan{k0: int32(k0), v0: int32(v0), end: int32(len(s.arena)), i: int32(i)})
+	}
+	arena := s.arena
+	key := func(sp kvSpan) []byte { return arena[sp.k0:sp.v0] }
+	// Sort by key. The key orders by (window, grouping set, start, end, dims): compare the
+	// numbers first, then an abbreviated key (the first 8 bytes of the encoded dims as a
+	// big-endian integer), and only then the dims bytes. Among equal keys the later row wins (an
+	// upsert), so input order breaks ties.
+	dimsAt := int32(len(AppendScanPrefix(s.lower[:0], table, 0, 0)) + 16)
+	for j := range s.spans {
+		var a [8]byte
+		copy(a[:], arena[s.spans[j].k0+dimsAt:s.spans[j].v0])
+		s.spans[j].abbrev = binary.BigEndian.Uint64(a[:])
+	}
+	slices.SortFunc(s.spans, func(a, b kvSpan) int {
+		ra, rb := &rows[a.i], &rows[b.i]
+		if c := cmp.Compare(ra.Window, rb.Window); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.GroupingSet, rb.GroupingSet); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.Start, rb.Start); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.End, rb.End); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.abbrev, b.abbrev); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(arena[a.k0+dimsAt:a.v0], arena[b.k0+dimsAt:b.v0]); c != 0 {
+			return c
+		}
+		return int(a.i - b.i)
+	})
+	spans := s.spans[:0]
+	for i, sp := range s.spans {
+		if i+1 < len(s.spans) && bytes.Equal(key(sp), key(s.spans[i+1])) {
+			continue
+		}
+		spans = append(spans, sp)
+	}
+	var paths []string
+	defer func() {
+		for _, p := range paths {
+			os.Remove(p) // ingestion links the files; the originals go
+		}
+	}()
+	format := e.db.FormatMajorVersion().MaxTableFormat()
+	var w *sstable.Writer
+	var prefix []byte
+	finish := func() error {
+		if w == nil {
+			return nil
+		}
+		err := w.Close()
+		w = nil
+		return err
+	}
+	for _, sp := range spans {
+		r := &rows[sp.i]
+		p := AppendScanPrefix(s.lower[:0], table, r.Window, r.GroupingSet)
+		s.lower = p
+		if w == nil || !bytes.Equal(p, prefix) {
+			if err := finish(); err != nil {
+				return fmt.Errorf("writing sstable for table %q: %w", table, err)
+			}
+			prefix = append(prefix[:0], p...)
+			path := filepath.Join(e.ingestDir, fmt.Sprintf("%d-%d.sst", os.Getpid(), ingestSeq.Add(1)))
+			f, err := vfs.Default.Create(path)
+			if err != nil {
+				return fmt.Errorf("creating sstable for table %q: %w", table, err)
+			}
+			paths = append(paths, path)
+			w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: format})
+		}
+		if err := w.Set(key(sp), arena[sp.v0:sp.end]); err != nil {
+			w.Close()
+			w = nil
+			return fmt.Errorf("writing sstable for table %q: %w", table, err)
+		}
+	}
+	if err := finish(); err != nil {
+		return fmt.Errorf("writing sstable for table %q: %w", table, err)
+	}
+	if err := e.db.Ingest(paths); err != nil {
+		return fmt.Errorf("ingesting %d rows into table %q: %w", len(spans), table, err)
+	}
+	return nil
+}
+
+// kvSpan locates one encoded row in the ingest arena.
+type kvSpan struct {
+	abbrev         uint64
+	k0, v0, end, i int32
+}
