@@ -3,6 +3,7 @@ package aggregate
 import (
 	"math"
 	"math/rand"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,14 @@ func benchBatches(n, users, batch int) []*Batch {
 	return out
 }
 
+// mallocs returns the number of heap allocations so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// cpuSeconds returns the user + system CPU time of the process.
 func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -77,7 +86,7 @@ func BenchmarkAggregationCore(b *testing.B) {
 	p := benchPlan()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuSeconds()
+	cpu0, m0 := cpuSeconds(), mallocs()
 	rows := 0
 	for i := 0; i < b.N; i++ {
 		a := New(p)
@@ -92,10 +101,11 @@ func BenchmarkAggregationCore(b *testing.B) {
 			b.Fatal("late events")
 		}
 	}
-	cpu := cpuSeconds() - cpu0
+	cpu, allocs := cpuSeconds()-cpu0, mallocs()-m0
 	b.StopTimer()
 	events := float64(n) * float64(b.N)
 	b.ReportMetric(events/cpu, "events/cpu-s")
+	b.ReportMetric(float64(allocs)/events, "allocs/event")
 	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(0, "ns/op")
 }
@@ -124,9 +134,12 @@ func BenchmarkAggregationSteadyState(b *testing.B) {
 	run()
 	b.ReportAllocs()
 	b.ResetTimer()
+	m0 := mallocs()
 	for i := 0; i < b.N; i++ {
 		run()
 	}
+	allocs := mallocs() - m0
 	b.StopTimer()
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(allocs)/(float64(n)*float64(b.N)), "allocs/event")
 }

@@ -40,6 +40,8 @@ type cubeRun struct {
 	idle     time.Duration
 	lastEmit []time.Time // per window
 	pending  []sink.Row
+	dimArena []string  // Dims of pending rows
+	valArena []float64 // Values of pending rows
 	version  uint64
 
 	lastRetention time.Time
@@ -308,18 +310,23 @@ func (c *cubeRun) watermark(now time.Time) int64 {
 // collect converts an emitted row into a pending sink row.
 func (c *cubeRun) collect(r *aggregate.Row) {
 	gs := c.plan.GroupingSets[r.GroupingSet]
-	dims := make([]string, len(r.Dims))
+	// Dims and Values live in arenas that are reset once the pending rows are written, so an
+	// emitted row costs no allocation of its own.
+	d0 := len(c.dimArena)
 	for i, id := range r.Dims {
 		v, ok := c.dimNS[gs.Project[i]].Value(id)
 		if !ok {
 			panic(fmt.Sprintf("BUG: dimension id %d of %q not in the dictionary", id, gs.Names[i]))
 		}
-		dims[i] = v
+		c.dimArena = append(c.dimArena, v)
 	}
+	v0 := len(c.valArena)
+	c.valArena = append(c.valArena, r.Values...)
 	c.version++
 	c.pending = append(c.pending, sink.Row{
-		Window: r.Window, GroupingSet: gs.ID, Start: r.Start, End: r.End, Dims: dims,
-		Values: append([]float64(nil), r.Values...), Version: c.version, Final: r.Final,
+		Window: r.Window, GroupingSet: gs.ID, Start: r.Start, End: r.End,
+		Dims: c.dimArena[d0:len(c.dimArena):len(c.dimArena)], Values: c.valArena[v0:len(c.valArena):len(c.valArena)],
+		Version: c.version, Final: r.Final,
 	})
 }
 
@@ -385,7 +392,9 @@ func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 		}
 		c.rows += uint64(len(c.pending))
 		c.s.metrics.emittedRows.WithLabelValues(c.name).Add(float64(len(c.pending)))
+		clear(c.pending) // drop references into old arenas
 		c.pending = c.pending[:0]
+		c.dimArena, c.valArena = c.dimArena[:0], c.valArena[:0]
 		c.mu.Lock()
 		c.st.lastEmit = now
 		c.st.sinkErr = ""

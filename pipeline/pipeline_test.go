@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -148,14 +149,16 @@ cubes:
 `, events))
 	b.ResetTimer()
 	var cpu float64
+	var allocs uint64
 	for i := 0; i < b.N; i++ {
 		svc, err := Open(model, Options{DataDir: filepath.Join(dir, fmt.Sprint("data", i)), Logger: quietLogger()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		c0 := cpuSeconds()
+		c0, m0 := cpuSeconds(), mallocs()
 		sums, err := svc.Replay(context.Background())
 		cpu += cpuSeconds() - c0
+		allocs += mallocs() - m0
 		if err != nil || len(sums) != 1 || sums[0].Events != n {
 			b.Fatalf("replay: %v %+v", err, sums)
 		}
@@ -163,8 +166,15 @@ cubes:
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(n)*float64(b.N)/cpu, "events/cpu-s")
+	b.ReportMetric(float64(allocs)/(float64(n)*float64(b.N)), "allocs/event")
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 func cpuSeconds() float64 {

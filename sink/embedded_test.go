@@ -492,8 +492,7 @@ func TestIngestUpserts(t *testing.T) {
 		for gs := uint16(0); gs < 3; gs++ {
 			err := e.Scan("t", w, gs, math.MinInt64, math.MaxInt64, func(row *Row) error {
 				got++
-				k := string(AppendKey(nil, "t", row))
-				exp, ok := want[k]
+				exp, ok := want[string(AppendKey(nil, "t", row))]
 				if !ok {
 					return fmt.Errorf("unexpected row %+v", *row)
 				}

@@ -34,7 +34,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add(l, "CN", "uid_1", 12.5, true, int64(1442018818771))
 	}
 	f.Add([]byte(`{"time":"2015-09-11T00:46:58.771Z","channel":"#en.wikipedia","cityName":null,"isRobot":false,"added":36}`),
-		"#ca.wikipédia", `quote " and \ backslash`, -0.0, false, int64(-1))
+		"#ca.wikipédia", `quote " and \ backslash`, math.Copysign(0, -1), false, int64(-1))
 	f.Add([]byte(`[1,2]`), "", "", 1e300, false, int64(0))
 	f.Add([]byte(`{"ts":NaN}`), "<&>", "\u2028\x00\xff", 5e-324, true, int64(999999999999999999))
 	f.Add([]byte(`{"a":{"b":{"c":`), "\t\n", "日本", math.MaxFloat64, false, int64(math.MinInt64))
