@@ -42,7 +42,14 @@ type cubeRun struct {
 	pending  []sink.Row
 	dimArena []string  // Dims of pending rows
 	valArena []float64 // Values of pending rows
-	version  uint64
+	// idArena holds the dimension ids of pending rows (pendingIDs[i] is row i's offset) and
+	// pendingGS their grouping-set index, for sortPending.
+	idArena       []uint32
+	pendingIDs    []int32
+	pendingGS     []int
+	order         rowOrder
+	sortedScratch []sink.Row
+	version       uint64
 
 	lastRetention time.Time
 
@@ -322,6 +329,9 @@ func (c *cubeRun) collect(r *aggregate.Row) {
 	}
 	v0 := len(c.valArena)
 	c.valArena = append(c.valArena, r.Values...)
+	c.pendingIDs = append(c.pendingIDs, int32(len(c.idArena)))
+	c.idArena = append(c.idArena, r.Dims...)
+	c.pendingGS = append(c.pendingGS, r.GroupingSet)
 	c.version++
 	c.pending = append(c.pending, sink.Row{
 		Window: r.Window, GroupingSet: gs.ID, Start: r.Start, End: r.End,
@@ -372,6 +382,9 @@ func (c *cubeRun) applyRetention(now time.Time) {
 // ctx ends (rows are never dropped).
 func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 	if len(c.pending) > 0 {
+		if len(c.pending) >= sink.IngestMinRows {
+			c.sortPending()
+		}
 		backoff := 100 * time.Millisecond
 		for {
 			err := c.s.store.Write(c.table, c.pending)
@@ -395,6 +408,8 @@ func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 		clear(c.pending) // drop references into old arenas
 		c.pending = c.pending[:0]
 		c.dimArena, c.valArena = c.dimArena[:0], c.valArena[:0]
+		c.idArena, c.pendingIDs, c.pendingGS = c.idArena[:0], c.pendingIDs[:0], c.pendingGS[:0]
+		clear(c.sortedScratch)
 		c.mu.Lock()
 		c.st.lastEmit = now
 		c.st.sinkErr = ""

@@ -53,45 +53,14 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 	}
 	arena := s.arena
 	key := func(sp kvSpan) []byte { return arena[sp.k0:sp.v0] }
-	// Sort by key. The key orders by (window, grouping set, start, end, dims): compare the
-	// numbers first, then an abbreviated key (the first 8 bytes of the encoded dims as a
-	// big-endian integer), and only then the dims bytes. Among equal keys the later row wins (an
-	// upsert), so input order breaks ties.
-	dimsAt := int32(len(AppendScanPrefix(s.lower[:0], table, 0, 0)) + 16)
-	for j := range s.spans {
-		var a [8]byte
-		copy(a[:], arena[s.spans[j].k0+dimsAt:s.spans[j].v0])
-		s.spans[j].abbrev = binary.BigEndian.Uint64(a[:])
+	sorted := true // writers that emit in key order skip the sort below
+	for j := 1; j < len(s.spans) && sorted; j++ {
+		sorted = bytes.Compare(key(s.spans[j-1]), key(s.spans[j])) < 0
 	}
-	slices.SortFunc(s.spans, func(a, b kvSpan) int {
-		ra, rb := &rows[a.i], &rows[b.i]
-		if c := cmp.Compare(ra.Window, rb.Window); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(ra.GroupingSet, rb.GroupingSet); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(ra.Start, rb.Start); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(ra.End, rb.End); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.abbrev, b.abbrev); c != 0 {
-			return c
-		}
-		if c := bytes.Compare(arena[a.k0+dimsAt:a.v0], arena[b.k0+dimsAt:b.v0]); c != 0 {
-			return c
-		}
-		return int(a.i - b.i)
-	})
-	spans := s.spans[:0]
-	for i, sp := range s.spans {
-		if i+1 < len(s.spans) && bytes.Equal(key(sp), key(s.spans[i+1])) {
-			continue
-		}
-		spans = append(spans, sp)
+	if !sorted {
+		s.sortSpans(rows, table)
 	}
+	spans := s.spans
 	var paths []string
 	defer func() {
 		for _, p := range paths {
@@ -139,6 +108,51 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 		return fmt.Errorf("ingesting %d rows into table %q: %w", len(spans), table, err)
 	}
 	return nil
+}
+
+// sortSpans sorts s.spans by key and drops all but the last of equal keys.
+func (s *scratch) sortSpans(rows []Row, table string) {
+	arena := s.arena
+	// Sort by key. The key orders by (window, grouping set, start, end, dims): compare the
+	// numbers first, then an abbreviated key (the first 8 bytes of the encoded dims as a
+	// big-endian integer), and only then the dims bytes. Among equal keys the later row wins (an
+	// upsert), so input order breaks ties.
+	dimsAt := int32(len(AppendScanPrefix(s.lower[:0], table, 0, 0)) + 16)
+	for j := range s.spans {
+		var a [8]byte
+		copy(a[:], arena[s.spans[j].k0+dimsAt:s.spans[j].v0])
+		s.spans[j].abbrev = binary.BigEndian.Uint64(a[:])
+	}
+	slices.SortFunc(s.spans, func(a, b kvSpan) int {
+		ra, rb := &rows[a.i], &rows[b.i]
+		if c := cmp.Compare(ra.Window, rb.Window); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.GroupingSet, rb.GroupingSet); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.Start, rb.Start); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.End, rb.End); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.abbrev, b.abbrev); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(arena[a.k0+dimsAt:a.v0], arena[b.k0+dimsAt:b.v0]); c != 0 {
+			return c
+		}
+		return int(a.i - b.i)
+	})
+	out := s.spans[:0]
+	for i, sp := range s.spans {
+		if i+1 < len(s.spans) && bytes.Equal(arena[sp.k0:sp.v0], arena[s.spans[i+1].k0:s.spans[i+1].v0]) {
+			continue
+		}
+		out = append(out, sp)
+	}
+	s.spans = out
 }
 
 // kvSpan locates one encoded row in the ingest arena.

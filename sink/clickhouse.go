@@ -1,0 +1,816 @@
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/cubed-olap/cubed/cube"
+)
+
+// ClickHouse result tables.
+//
+// One table per cube, in a layout any SQL user can query (DDL prints it):
+//
+//	window_start  DateTime          the window's start (seconds; Row.Start / 1000)
+//	window_end    DateTime          the step's end for a cumulative window, else the window's end
+//	granularity   String            cube.Window.Label: "hour", "day" … or "day/1h" when cumulative
+//	grouping_set  UInt16            the cuboid id (cube.GroupingSet.ID)
+//	<dimension>   String            one per dimension of the layer-1 key; "" where rolled up
+//	<measure>     UInt64 | Float64 | Nullable(Float64)   count and count_distinct are UInt64,
+//	                                sum is Float64, min and max are Nullable (NULL: no value)
+//	version       UInt64            Row.Version; the largest version of a key wins
+//	final         UInt8             1 on the row emitted when the window closed
+//
+// ENGINE = ReplacingMergeTree(version), PARTITION BY toYYYYMM(window_start), ORDER BY
+// (grouping_set, granularity, window_start, window_end, dimensions…): the ORDER BY key is the
+// primary key of a result row, so ReplacingMergeTree keeps one row per key, the one with the
+// largest version, and a (grouping set, window, time range) read is one range of the sparse
+// index. Reads use FINAL, which merges the rows of one key at query time. This DDL, every INSERT
+// (which always names its columns) and every SELECT are valid on ClickHouse 18.16 (Debian's
+// package) and on current releases; 18.16 has no server-side query parameters, so request values
+// are bound by clickhouse-go's client-side binding (positional ?, quoted and escaped by the
+// driver) and identifiers are checked against [A-Za-z_][A-Za-z0-9_]* and back-quoted.
+
+// Defaults of a ClickHouse sink.
+const (
+	// DefaultClickHouseBatchRows is the most rows of one INSERT and the size at which a
+	// ClickHouseBuffer writes.
+	DefaultClickHouseBatchRows = 100_000
+	// DefaultClickHouseFlushInterval is the age of its oldest row at which a ClickHouseBuffer
+	// writes: about one INSERT per second, as ClickHouse advises.
+	DefaultClickHouseFlushInterval = time.Second
+)
+
+// ErrClickHouseSchema is wrapped by the errors about a table whose layout disagrees with the
+// plan (or that is missing while table creation is off); retrying cannot fix them.
+var ErrClickHouseSchema = errors.New("ClickHouse table does not match the cube")
+
+// ClickHouse writes result rows to, and reads them from, ClickHouse tables over the native
+// protocol (clickhouse-go/v2). It is safe for concurrent use.
+type ClickHouse struct {
+	conn driver.Conn
+	db   string
+	cfg  cube.ClickHouseSink
+	opts chOptions
+
+	mu     sync.Mutex // guards tables
+	tables map[string]*chTable
+}
+
+// chTable is a table's layout, derived from its plan.
+type chTable struct {
+	plan      *cube.Plan
+	name      string         // back-quoted `db`.`table`
+	cols      []chCol        // in table order
+	dimCol    []int          // cube dimension index → position in the dims of cols (-1: not a column)
+	gsDims    [][]int        // per plan grouping set: dims column position of each of its Dims
+	gsByID    map[uint16]int // grouping set id → index in plan.GroupingSets
+	labels    []string       // per window: the granularity column's value
+	insertSQL string
+	ensured   bool // the table exists with the right columns; guarded by ClickHouse.mu
+	ensureMu  sync.Mutex
+}
+
+// chCol is one column of a result table.
+type chCol struct {
+	name, typ string
+	kind      colKind
+	index     int // dimension index (in plan.Dimensions order) or measure index
+}
+
+type colKind uint8
+
+const (
+	colStart colKind = iota
+	colEnd
+	colGranularity
+	colGroupingSet
+	colDim
+	colUInt // a measure stored as UInt64
+	colFloat
+	colNullFloat
+	colVersion
+	colFinal
+)
+
+// chOptions are the settings ClickHouseOption changes.
+type chOptions struct {
+	batchRows     int
+	flushInterval time.Duration
+	minBackoff    time.Duration
+	maxBackoff    time.Duration
+	attemptTO     time.Duration
+	dialTO        time.Duration
+	onRetry       func(err error, attempt int, wait time.Duration)
+}
+
+// ClickHouseOption configures OpenClickHouse.
+type ClickHouseOption func(*chOptions)
+
+// WithClickHouseBatchRows sets the most rows of one INSERT (and the size at which a
+// ClickHouseBuffer writes). This overrides the default of DefaultClickHouseBatchRows.
+func WithClickHouseBatchRows(n int) ClickHouseOption {
+	return func(o *chOptions) { o.batchRows = max(n, 1) }
+}
+
+// WithClickHouseFlushInterval sets the age of its oldest row at which a ClickHouseBuffer writes.
+// This overrides the default of DefaultClickHouseFlushInterval (1s).
+func WithClickHouseFlushInterval(d time.Duration) ClickHouseOption {
+	return func(o *chOptions) { o.flushInterval = d }
+}
+
+// WithClickHouseBackoff sets the wait before the first retry of a failed write and the most any
+// wait may grow to; each wait doubles the previous one, then takes a random value in its upper
+// half ("equal jitter", https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
+// This overrides the defaults of 100ms and 10s.
+func WithClickHouseBackoff(first, most time.Duration) ClickHouseOption {
+	return func(o *chOptions) { o.minBackoff, o.maxBackoff = first, max(first, most) }
+}
+
+// WithClickHouseAttemptTimeout bounds one INSERT or one schema check (a server that accepts the
+// connection but stalls is retried after this long). This overrides the default of 1m.
+func WithClickHouseAttemptTimeout(d time.Duration) ClickHouseOption {
+	return func(o *chOptions) { o.attemptTO = d }
+}
+
+// WithClickHouseRetryHook has fn called after every failed attempt of Write with the error, the
+// attempt number (1 for the first) and the wait before the next attempt; the pipeline uses it to
+// show a failing sink in its status. There is no hook by default.
+func WithClickHouseRetryHook(fn func(err error, attempt int, wait time.Duration)) ClickHouseOption {
+	return func(o *chOptions) { o.onRetry = fn }
+}
+
+// OpenClickHouse returns a sink for the server, database and credentials of cfg (its Table is
+// ignored: Define declares tables). It does no I/O: the connection is made by the first call
+// that needs it, so a server that is down at start only delays the first write. It fails when
+// cfg.PasswordEnv names an unset environment variable or cfg's identifiers are not plain.
+func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickHouse, error) {
+	o := chOptions{
+		batchRows: DefaultClickHouseBatchRows, flushInterval: DefaultClickHouseFlushInterval,
+		minBackoff: 100 * time.Millisecond, maxBackoff: 10 * time.Second,
+		attemptTO: time.Minute, dialTO: 5 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !isIdent(cfg.Database) {
+		return nil, fmt.Errorf("opening ClickHouse sink: database name %q must match [A-Za-z_][A-Za-z0-9_]*", cfg.Database)
+	}
+	password := cfg.Password
+	if cfg.PasswordEnv != "" {
+		v, ok := os.LookupEnv(cfg.PasswordEnv)
+		if !ok {
+			return nil, fmt.Errorf("opening ClickHouse sink at %s: environment variable %q (sink.clickhouse.password_env) is not set", cfg.Addr, cfg.PasswordEnv)
+		}
+		password = v
+	}
+	copts := &clickhouse.Options{
+		Protocol: clickhouse.Native,
+		Addr:     []string{cfg.Addr},
+		// The database is created by EnsureTable, so the connection must not select it.
+		Auth:         clickhouse.Auth{Database: "default", Username: cfg.Username, Password: password},
+		DialTimeout:  o.dialTO,
+		ReadTimeout:  o.attemptTO,
+		MaxOpenConns: 4,
+		MaxIdleConns: 2,
+		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	}
+	if cfg.TLS {
+		copts.TLS = &tls.Config{}
+	}
+	conn, err := clickhouse.Open(copts)
+	if err != nil {
+		return nil, fmt.Errorf("opening ClickHouse sink at %s: %w", cfg.Addr, err)
+	}
+	return &ClickHouse{conn: conn, db: cfg.Database, cfg: *cfg, opts: o, tables: map[string]*chTable{}}, nil
+}
+
+// Close closes the connections.
+func (c *ClickHouse) Close() error { return c.conn.Close() }
+
+// isIdent reports whether s matches [A-Za-z_][A-Za-z0-9_]*.
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		letter := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch == '_'
+		if !letter && !(i > 0 && ch >= '0' && ch <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// quote back-quotes an identifier already checked by isIdent.
+func quote(s string) string { return "`" + s + "`" }
+
+// ClickHouseTable returns the name of p's ClickHouse table: sink.clickhouse.table, which
+// defaults to the sink table (itself the cube name by default).
+func ClickHouseTable(p *cube.Plan) string {
+	if ch := p.Cube.Sink.ClickHouse; ch != nil && ch.Table != "" {
+		return ch.Table
+	}
+	if p.Cube.Sink.Table != "" {
+		return p.Cube.Sink.Table
+	}
+	return p.Cube.Name
+}
+
+// newTable derives the layout of table (in database db) from p.
+func newTable(db, table string, p *cube.Plan) (*chTable, error) {
+	if !isIdent(table) {
+		return nil, fmt.Errorf("ClickHouse table name %q must match [A-Za-z_][A-Za-z0-9_]*", table)
+	}
+	t := &chTable{plan: p, name: quote(db) + "." + quote(table), gsByID: map[uint16]int{}}
+	t.cols = []chCol{
+		{name: "window_start", typ: "DateTime", kind: colStart},
+		{name: "window_end", typ: "DateTime", kind: colEnd},
+		{name: "granularity", typ: "String", kind: colGranularity},
+		{name: "grouping_set", typ: "UInt16", kind: colGroupingSet},
+	}
+	t.dimCol = slices.Repeat([]int{-1}, len(p.Cube.Dimensions))
+	for i, d := range p.Dimensions {
+		name := p.Cube.Dimensions[d].Name
+		t.dimCol[d] = i
+		t.cols = append(t.cols, chCol{name: name, typ: "String", kind: colDim, index: i})
+	}
+	for i, m := range p.Measures {
+		col := chCol{name: m.Name, index: i}
+		switch m.Type {
+		case cube.Count, cube.CountDistinct, cube.NewUsers:
+			col.typ, col.kind = "UInt64", colUInt
+		case cube.Min, cube.Max:
+			col.typ, col.kind = "Nullable(Float64)", colNullFloat
+		default:
+			col.typ, col.kind = "Float64", colFloat
+		}
+		t.cols = append(t.cols, col)
+	}
+	t.cols = append(t.cols, chCol{name: "version", typ: "UInt64", kind: colVersion}, chCol{name: "final", typ: "UInt8", kind: colFinal})
+	seen := map[string]bool{}
+	names := make([]string, len(t.cols))
+	for i, col := range t.cols {
+		if !isIdent(col.name) || seen[col.name] {
+			return nil, fmt.Errorf("column %q of ClickHouse table %s is not a plain identifier or repeats a name", col.name, t.name)
+		}
+		seen[col.name] = true
+		names[i] = quote(col.name)
+	}
+	t.insertSQL = "INSERT INTO " + t.name + " (" + strings.Join(names, ", ") + ")"
+	for i, gs := range p.GroupingSets {
+		t.gsByID[gs.ID] = i
+		pos := make([]int, len(gs.Dims))
+		for j, d := range gs.Dims {
+			pos[j] = t.dimCol[d]
+		}
+		t.gsDims = append(t.gsDims, pos)
+	}
+	for _, w := range p.Windows {
+		t.labels = append(t.labels, w.Label())
+	}
+	return t, nil
+}
+
+// DDL returns the CREATE TABLE statement of p's result table in cfg's database (cfg.Table, or
+// the default of ClickHouseTable when cfg.Table is empty), as EnsureTable runs it and
+// `cubed plan --ddl` prints it. It is valid on ClickHouse 18.16 and current releases.
+func DDL(p *cube.Plan, cfg *cube.ClickHouseSink) (string, error) {
+	table, db := ClickHouseTable(p), "default"
+	if cfg != nil {
+		if cfg.Table != "" {
+			table = cfg.Table
+		}
+		if cfg.Database != "" {
+			db = cfg.Database
+		}
+	}
+	if !isIdent(db) {
+		return "", fmt.Errorf("ClickHouse database name %q must match [A-Za-z_][A-Za-z0-9_]*", db)
+	}
+	t, err := newTable(db, table, p)
+	if err != nil {
+		return "", err
+	}
+	return t.ddl(), nil
+}
+
+func (t *chTable) ddl() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s\n(\n", t.name)
+	order := []string{"`grouping_set`", "`granularity`", "`window_start`", "`window_end`"}
+	for i, col := range t.cols {
+		sep := ","
+		if i == len(t.cols)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "    %s %s%s\n", quote(col.name), col.typ, sep)
+		if col.kind == colDim {
+			order = append(order, quote(col.name))
+		}
+	}
+	b.WriteString(")\nENGINE = ReplacingMergeTree(`version`)\nPARTITION BY toYYYYMM(`window_start`)\n")
+	fmt.Fprintf(&b, "ORDER BY (%s)\n", strings.Join(order, ", "))
+	return b.String()
+}
+
+// Define declares p's result table (ClickHouseTable(p)) in the sink's database, so that Write
+// and Scan accept it. It does no I/O; the first Write creates or checks the table (EnsureTable).
+// Defining the same table again replaces its plan.
+func (c *ClickHouse) Define(p *cube.Plan) (table string, err error) {
+	table = ClickHouseTable(p)
+	t, err := newTable(c.db, table, p)
+	if err != nil {
+		return "", fmt.Errorf("defining ClickHouse table for cube %q: %w", p.Cube.Name, err)
+	}
+	c.mu.Lock()
+	c.tables[table] = t
+	c.mu.Unlock()
+	return table, nil
+}
+
+func (c *ClickHouse) table(table string) (*chTable, error) {
+	c.mu.Lock()
+	t := c.tables[table]
+	c.mu.Unlock()
+	if t == nil {
+		return nil, fmt.Errorf("ClickHouse table %q was not defined (Define it first)", table)
+	}
+	return t, nil
+}
+
+// EnsureTable makes sure table exists with the layout of its plan: with create_tables (the
+// default) it creates the database and the table when missing; an existing table whose columns
+// (names and types) or engine disagree is refused with an error wrapping ErrClickHouseSchema
+// that names every difference. Other errors (the server is unreachable …) may be retried.
+func (c *ClickHouse) EnsureTable(ctx context.Context, table string) error {
+	t, err := c.table(table)
+	if err != nil {
+		return err
+	}
+	t.ensureMu.Lock()
+	defer t.ensureMu.Unlock()
+	c.mu.Lock()
+	done := t.ensured
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	if c.cfg.CreateTables {
+		if err := c.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quote(c.db)); err != nil {
+			return fmt.Errorf("creating ClickHouse database %q: %w", c.db, err)
+		}
+		if err := c.conn.Exec(ctx, t.ddl()); err != nil {
+			return fmt.Errorf("creating ClickHouse table %s: %w", t.name, err)
+		}
+	}
+	if err := c.checkTable(ctx, table, t); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	t.ensured = true
+	c.mu.Unlock()
+	return nil
+}
+
+// checkTable compares the stored columns and engine of table with t.
+func (c *ClickHouse) checkTable(ctx context.Context, table string, t *chTable) error {
+	var engine string
+	row := c.conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", c.db, table)
+	if err := row.Scan(&engine); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("ClickHouse table %s is missing and sink.clickhouse.create_tables is false: %w", t.name, ErrClickHouseSchema)
+		}
+		return fmt.Errorf("reading the engine of ClickHouse table %s: %w", t.name, err)
+	}
+	rows, err := c.conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", c.db, table)
+	if err != nil {
+		return fmt.Errorf("reading the columns of ClickHouse table %s: %w", t.name, err)
+	}
+	have := map[string]string{}
+	var order []string
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading the columns of ClickHouse table %s: %w", t.name, err)
+		}
+		have[name] = typ
+		order = append(order, name)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("reading the columns of ClickHouse table %s: %w", t.name, err)
+	}
+	var problems []string
+	if engine != "ReplacingMergeTree" {
+		problems = append(problems, fmt.Sprintf("engine is %s, want ReplacingMergeTree(version)", engine))
+	}
+	want := map[string]bool{}
+	for _, col := range t.cols {
+		want[col.name] = true
+		typ, ok := have[col.name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("column %s %s is missing", col.name, col.typ))
+		case typ != col.typ:
+			problems = append(problems, fmt.Sprintf("column %s is %s, want %s", col.name, typ, col.typ))
+		}
+	}
+	for _, name := range order {
+		if !want[name] {
+			problems = append(problems, fmt.Sprintf("column %s %s is not in the cube", name, have[name]))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("refusing to write to ClickHouse table %s (cube %q): %s: %w",
+			t.name, t.plan.Cube.Name, strings.Join(problems, "; "), ErrClickHouseSchema)
+	}
+	return nil
+}
+
+// maxDateTime is the last second a ClickHouse DateTime holds (a UInt32 of Unix seconds).
+const maxDateTime = math.MaxUint32
+
+// checkRows validates rows against t before any I/O.
+func (t *chTable) checkRows(rows []Row) error {
+	for i := range rows {
+		r := &rows[i]
+		if r.Window < 0 || r.Window >= len(t.labels) {
+			return fmt.Errorf("row %d has window index %d, want 0..%d", i, r.Window, len(t.labels)-1)
+		}
+		g, ok := t.gsByID[r.GroupingSet]
+		if !ok {
+			return fmt.Errorf("row %d has grouping set %d, which cube %q does not have", i, r.GroupingSet, t.plan.Cube.Name)
+		}
+		if len(r.Dims) != len(t.gsDims[g]) {
+			return fmt.Errorf("row %d of grouping set %d has %d dimension values, want %d", i, r.GroupingSet, len(r.Dims), len(t.gsDims[g]))
+		}
+		if len(r.Values) != len(t.plan.Measures) {
+			return fmt.Errorf("row %d has %d measure values, want %d", i, len(r.Values), len(t.plan.Measures))
+		}
+		for _, ms := range [2]int64{r.Start, r.End} {
+			if ms%1000 != 0 || ms < 0 || ms/1000 > maxDateTime {
+				return fmt.Errorf("row %d has window time %d ms, which a ClickHouse DateTime cannot hold (whole seconds from 1970 to 2106)", i, ms)
+			}
+		}
+	}
+	return nil
+}
+
+// Write inserts rows into table (defined with Define), in INSERTs of at most the batch size
+// (WithClickHouseBatchRows) that name every column. It creates or checks the table first
+// (EnsureTable). A failed INSERT is retried with exponential backoff and jitter until it
+// succeeds or ctx ends, so Write blocks while ClickHouse is down (backpressure) and never drops
+// a row; a retried INSERT that had in fact been stored only repeats rows with the same key and
+// version, which FINAL and merges collapse. Write returns nil when every row is stored, and an
+// error when ctx ended first (some INSERTs may have been stored), when a row cannot be stored
+// (wrong window, grouping set or shape, a time outside DateTime; nothing is written) or when the
+// table disagrees with the plan (wrapping ErrClickHouseSchema). Write does not keep rows.
+func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	t, err := c.table(table)
+	if err != nil {
+		return err
+	}
+	if err := t.checkRows(rows); err != nil {
+		return fmt.Errorf("writing %d rows to ClickHouse table %s: %w", len(rows), t.name, err)
+	}
+	if err := c.retry(ctx, fmt.Sprintf("creating or checking ClickHouse table %s", t.name), func(actx context.Context) error {
+		return c.EnsureTable(actx, table)
+	}); err != nil {
+		return err
+	}
+	for lo := 0; lo < len(rows); lo += c.opts.batchRows {
+		chunk := rows[lo:min(lo+c.opts.batchRows, len(rows))]
+		what := fmt.Sprintf("inserting %d rows into ClickHouse table %s", len(chunk), t.name)
+		if err := c.retry(ctx, what, func(actx context.Context) error { return c.insert(actx, t, chunk) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retry runs fn (each attempt under the attempt timeout) until it succeeds, fails with
+// ErrClickHouseSchema, or ctx ends.
+func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	wait := c.opts.minBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, c.opts.attemptTO)
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrClickHouseSchema) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: gave up after %d attempts as the context ended (%w): %w", what, attempt, ctx.Err(), err)
+		}
+		// Equal jitter: half the wait fixed, half random, so that many writers do not retry in step.
+		sleep := wait/2 + rand.N(wait/2+1)
+		if c.opts.onRetry != nil {
+			c.opts.onRetry(fmt.Errorf("%s (attempt %d): %w", what, attempt, err), attempt, sleep)
+		}
+		timer := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%s: gave up after %d attempts as the context ended (%w): %w", what, attempt, ctx.Err(), err)
+		case <-timer.C:
+		}
+		wait = min(2*wait, c.opts.maxBackoff)
+	}
+}
+
+// insert sends rows as one INSERT, column by column.
+func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) error {
+	b, err := c.conn.PrepareBatch(ctx, t.insertSQL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	n := len(rows)
+	for ci, col := range t.cols {
+		var v any
+		switch col.kind {
+		case colStart, colEnd:
+			ts := make([]time.Time, n)
+			for i := range rows {
+				ms := rows[i].Start
+				if col.kind == colEnd {
+					ms = rows[i].End
+				}
+				ts[i] = time.Unix(ms/1000, 0)
+			}
+			v = ts
+		case colGranularity:
+			s := make([]string, n)
+			for i := range rows {
+				s[i] = t.labels[rows[i].Window]
+			}
+			v = s
+		case colGroupingSet:
+			s := make([]uint16, n)
+			for i := range rows {
+				s[i] = rows[i].GroupingSet
+			}
+			v = s
+		case colDim:
+			s := make([]string, n)
+			for i := range rows {
+				r := &rows[i]
+				for j, pos := range t.gsDims[t.gsByID[r.GroupingSet]] {
+					if pos == col.index {
+						s[i] = r.Dims[j]
+						break
+					}
+				}
+			}
+			v = s
+		case colUInt:
+			s := make([]uint64, n)
+			for i := range rows {
+				f := rows[i].Values[col.index]
+				if f != f || f < 0 {
+					return fmt.Errorf("measure %s of row %d is %v, which UInt64 cannot hold: %w", col.name, i, f, ErrClickHouseSchema)
+				}
+				s[i] = uint64(f)
+			}
+			v = s
+		case colFloat:
+			s := make([]float64, n)
+			for i := range rows {
+				s[i] = rows[i].Values[col.index]
+			}
+			v = s
+		case colNullFloat:
+			s := make([]*float64, n)
+			for i := range rows {
+				if f := &rows[i].Values[col.index]; *f == *f {
+					s[i] = f
+				}
+			}
+			v = s
+		case colVersion:
+			s := make([]uint64, n)
+			for i := range rows {
+				s[i] = rows[i].Version
+			}
+			v = s
+		case colFinal:
+			s := make([]uint8, n)
+			for i := range rows {
+				if rows[i].Final {
+					s[i] = 1
+				}
+			}
+			v = s
+		}
+		if err := b.Column(ci).Append(v); err != nil {
+			return fmt.Errorf("column %s: %w", col.name, err)
+		}
+	}
+	return b.Send()
+}
+
+// Scan calls fn with every row of (table, window, gs) whose window_start is in [from, to) (Unix
+// ms), in key order (window_start, window_end, then dimension values bytewise), each key once
+// with its latest version (read with FINAL): the contract of Embedded.Scan, which a query must
+// not be able to tell apart. from and to may be math.MinInt64 and math.MaxInt64; from ≥ to scans
+// nothing. Every value of the query is a bound parameter; the table is a defined one (checked
+// identifiers). The *Row passed to fn and its slices are reused after fn returns; its strings may
+// be kept. If fn returns an error, Scan stops and returns it wrapped.
+func (c *ClickHouse) Scan(ctx context.Context, table string, window int, gs uint16, from, to int64, fn func(r *Row) error) error {
+	t, err := c.table(table)
+	if err != nil {
+		return err
+	}
+	if window < 0 || window >= len(t.labels) {
+		return fmt.Errorf("scanning ClickHouse table %s: window index %d, want 0..%d", t.name, window, len(t.labels)-1)
+	}
+	g, ok := t.gsByID[gs]
+	if !ok || from >= to {
+		return nil // as the embedded store: an unknown grouping set has no rows
+	}
+	// window_start*1000 ≥ from ⇔ window_start ≥ ⌈from/1000⌉; < to ⇔ window_start < ⌈to/1000⌉.
+	fromS, toS := ceilDiv1000(from), ceilDiv1000(to)
+	if toS <= 0 || fromS > maxDateTime {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString("SELECT `window_start`, `window_end`")
+	var dimNames []string
+	for _, pos := range t.gsDims[g] {
+		for _, col := range t.cols {
+			if col.kind == colDim && col.index == pos {
+				dimNames = append(dimNames, quote(col.name))
+			}
+		}
+	}
+	for _, d := range dimNames {
+		q.WriteString(", " + d)
+	}
+	var measures []chCol
+	for _, col := range t.cols {
+		if col.kind == colUInt || col.kind == colFloat || col.kind == colNullFloat {
+			measures = append(measures, col)
+			q.WriteString(", " + quote(col.name))
+		}
+	}
+	q.WriteString(", `version`, `final` FROM " + t.name + " FINAL WHERE `grouping_set` = ? AND `granularity` = ?")
+	args := []any{gs, t.labels[window]}
+	if fromS > 0 {
+		q.WriteString(" AND `window_start` >= toDateTime(?)")
+		args = append(args, uint32(fromS))
+	}
+	if toS <= maxDateTime {
+		q.WriteString(" AND `window_start` < toDateTime(?)")
+		args = append(args, uint32(toS))
+	}
+	q.WriteString(" ORDER BY `window_start`, `window_end`")
+	for _, d := range dimNames {
+		q.WriteString(", " + d)
+	}
+	rows, err := c.conn.Query(ctx, q.String(), args...)
+	if err != nil {
+		return fmt.Errorf("scanning ClickHouse table %s window %d grouping set %d: %w", t.name, window, gs, err)
+	}
+	defer rows.Close()
+	var (
+		start, end time.Time
+		version    uint64
+		final      uint8
+		r          Row
+	)
+	dims := make([]string, len(dimNames))
+	uints := make([]uint64, len(measures))
+	floats := make([]float64, len(measures))
+	nulls := make([]*float64, len(measures))
+	dest := []any{&start, &end}
+	for i := range dims {
+		dest = append(dest, &dims[i])
+	}
+	for i, m := range measures {
+		switch m.kind {
+		case colUInt:
+			dest = append(dest, &uints[i])
+		case colFloat:
+			dest = append(dest, &floats[i])
+		default:
+			dest = append(dest, &nulls[i])
+		}
+	}
+	dest = append(dest, &version, &final)
+	r.Window, r.GroupingSet = window, gs
+	r.Values = make([]float64, len(measures))
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("scanning ClickHouse table %s window %d grouping set %d: %w", t.name, window, gs, err)
+		}
+		r.Start, r.End = start.Unix()*1000, end.Unix()*1000
+		r.Dims = append(r.Dims[:0], dims...)
+		for i, m := range measures {
+			switch m.kind {
+			case colUInt:
+				r.Values[i] = float64(uints[i])
+			case colFloat:
+				r.Values[i] = floats[i]
+			default:
+				if nulls[i] == nil {
+					r.Values[i] = math.NaN()
+				} else {
+					r.Values[i] = *nulls[i]
+				}
+			}
+		}
+		r.Version, r.Final = version, final != 0
+		if err := fn(&r); err != nil {
+			return fmt.Errorf("scanning ClickHouse table %s window %d grouping set %d: %w", t.name, window, gs, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scanning ClickHouse table %s window %d grouping set %d: %w", t.name, window, gs, err)
+	}
+	return nil
+}
+
+// ceilDiv1000 is ⌈ms/1000⌉ without overflow.
+func ceilDiv1000(ms int64) int64 {
+	q := ms / 1000
+	if ms%1000 > 0 {
+		q++
+	}
+	return q
+}
+
+// ClickHouseBuffer collects the rows of one table and writes them with Write in batches: when it
+// holds the batch size (WithClickHouseBatchRows) or its oldest row is the flush interval old
+// (WithClickHouseFlushInterval), near one INSERT per second as ClickHouse advises. It is bounded:
+// Add blocks in Write while the buffer is due and ClickHouse is down. It is not safe for
+// concurrent use.
+type ClickHouseBuffer struct {
+	c      *ClickHouse
+	table  string
+	rows   []Row
+	vals   []float64 // arena of the rows' Values
+	oldest time.Time
+}
+
+// NewBuffer returns an empty buffer for table (defined with Define).
+func (c *ClickHouse) NewBuffer(table string) *ClickHouseBuffer {
+	return &ClickHouseBuffer{c: c, table: table}
+}
+
+// Len is the number of buffered rows.
+func (b *ClickHouseBuffer) Len() int { return len(b.rows) }
+
+// Add copies rows into the buffer (the caller keeps ownership of rows) and, when the buffer is
+// due at now, writes it (see Write; it blocks until written or ctx ends). Call it with no rows to
+// write a buffer that became due with time.
+func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
+	if len(rows) > 0 && len(b.rows) == 0 {
+		b.oldest = now
+	}
+	for i := range rows {
+		r := rows[i]
+		v0 := len(b.vals)
+		b.vals = append(b.vals, r.Values...)
+		r.Values = b.vals[v0:len(b.vals):len(b.vals)]
+		r.Dims = slices.Clone(r.Dims)
+		b.rows = append(b.rows, r)
+	}
+	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.oldest) >= b.c.opts.flushInterval) {
+		return b.Flush(ctx)
+	}
+	return nil
+}
+
+// Flush writes every buffered row now (see Write). On error the rows stay buffered.
+func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
+	if len(b.rows) == 0 {
+		return nil
+	}
+	if err := b.c.Write(ctx, b.table, b.rows); err != nil {
+		return err
+	}
+	clear(b.rows)
+	b.rows, b.vals = b.rows[:0], b.vals[:0]
+	return nil
+}
