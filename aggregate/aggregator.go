@@ -120,6 +120,9 @@ type Aggregator struct {
 	rowScratch Row
 	prefix     []uint64
 	order      []int32
+
+	// closedSinceCheckpoint lists the instances closed since the last WriteCheckpoint.
+	closedSinceCheckpoint []instKey
 }
 
 type instKey struct {
@@ -156,6 +159,7 @@ type group struct {
 	minDirty int32 // lowest slice changed since the last emission, noSlice when clean
 	emitted  int32 // highest step emitted, -1 none
 	maxSlice int32
+	ckDirty  bool // changed since the last checkpoint (listed in instTable.ckDirty)
 }
 
 // instTable holds the groups of one window instance in one shard of one node.
@@ -173,6 +177,7 @@ type instTable struct {
 	open        []bitmapstate.Set // blocks of ndf sets
 	openFree    []int32
 	dirty       []int32
+	ckDirty     []int32 // groups changed since the last checkpoint
 	emittedStep int32
 }
 
@@ -534,6 +539,7 @@ func (sh *shard) release(t *instTable) {
 	t.open = t.open[:0]
 	t.openFree = t.openFree[:0]
 	t.dirty = t.dirty[:0]
+	t.ckDirty = t.ckDirty[:0]
 	if len(sh.pool) < 4 {
 		sh.pool = append(sh.pool, t)
 	}
@@ -561,6 +567,7 @@ func (a *Aggregator) mergePartial(sh *shard, k []uint32, cells []uint64, p *part
 			*delta = append(*delta, idEntry{id: x, field: int32(f)})
 		}
 	}
+	t.markCheckpointDirty(g)
 	if grp.minDirty == noSlice {
 		t.dirty = append(t.dirty, g)
 	}
@@ -713,6 +720,7 @@ func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 				}
 			}
 		}
+		a.closedSinceCheckpoint = append(a.closedSinceCheckpoint, instKey{in.window, in.start})
 		a.instMu.Lock()
 		delete(a.instances, in.id)
 		delete(a.instByKey, instKey{in.window, in.start})

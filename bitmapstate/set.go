@@ -5,6 +5,10 @@
 package bitmapstate
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
 	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -167,4 +171,69 @@ func (s *Set) SizeBytes() uint64 {
 	default:
 		return structBytes + 4*uint64(cap(s.ext))
 	}
+}
+
+// AppendBinary appends the set's serialized form to dst: a tag byte, then for a small set the
+// cardinality and the ids as ascending deltas (uvarints), for a roaring set the length and the
+// portable roaring serialization (github.com/RoaringBitmap/RoaringFormatSpec).
+func (s *Set) AppendBinary(dst []byte) []byte {
+	if s.big != nil {
+		b, err := s.big.ToBytes()
+		if err != nil {
+			panic("BUG: serializing roaring bitmap: " + err.Error())
+		}
+		dst = append(dst, 1)
+		dst = binary.AppendUvarint(dst, uint64(len(b)))
+		return append(dst, b...)
+	}
+	dst = append(dst, 0)
+	dst = binary.AppendUvarint(dst, uint64(s.n))
+	prev := uint32(0)
+	s.Each(func(x uint32) {
+		dst = binary.AppendUvarint(dst, uint64(x-prev))
+		prev = x
+	})
+	return dst
+}
+
+// ReadBinary replaces the set's contents with the serialized set at the start of b (as written by
+// AppendBinary) and returns the rest of b. It fails on truncated or malformed input.
+func (s *Set) ReadBinary(b []byte) ([]byte, error) {
+	s.Reset()
+	if len(b) == 0 {
+		return nil, errors.New("reading set: no data")
+	}
+	tag := b[0]
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return nil, errors.New("reading set: bad length")
+	}
+	b = b[k:]
+	switch tag {
+	case 0:
+		prev := uint64(0)
+		for i := uint64(0); i < n; i++ {
+			d, k := binary.Uvarint(b)
+			if k <= 0 || prev+d > math.MaxUint32 {
+				return nil, fmt.Errorf("reading set: bad id %d of %d", i, n)
+			}
+			b = b[k:]
+			prev += d
+			s.Add(uint32(prev))
+		}
+		return b, nil
+	case 1:
+		if uint64(len(b)) < n {
+			return nil, fmt.Errorf("reading set: %d bytes of roaring bitmap, want %d", len(b), n)
+		}
+		bm := roaring.New()
+		if _, err := bm.FromBuffer(append([]byte(nil), b[:n]...)); err != nil {
+			return nil, fmt.Errorf("reading set: %w", err)
+		}
+		s.big = bm
+		s.n = 0
+		return b[n:], nil
+	}
+	return nil, fmt.Errorf("reading set: unknown tag %d", tag)
 }

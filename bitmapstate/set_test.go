@@ -64,3 +64,34 @@ func BenchmarkSetAddSmall(b *testing.B) {
 		s.Add(uint32(i * 7919))
 	}
 }
+
+// TestSetBinaryRoundTrip serializes sets of every representation and reads them back.
+func TestSetBinaryRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	for _, n := range []int{0, 1, 3, 4, 64, 65, 1000, 70000} {
+		var s Set
+		ref := map[uint32]bool{}
+		for len(ref) < n {
+			x := uint32(r.Intn(1 << 20))
+			ref[x] = true
+			s.Add(x)
+		}
+		b := s.AppendBinary([]byte("prefix"))
+		var got Set
+		rest, err := got.ReadBinary(append(b[len("prefix"):], 7, 7))
+		if err != nil {
+			t.Fatalf("n=%d: %v", n, err)
+		}
+		if len(rest) != 2 || got.Len() != uint64(n) {
+			t.Fatalf("n=%d: rest %v, len %d", n, rest, got.Len())
+		}
+		for x := range ref {
+			if !got.Contains(x) {
+				t.Fatalf("n=%d: %d lost", n, x)
+			}
+		}
+		if _, err := got.ReadBinary(b[len("prefix") : len(b)-1]); n > 0 && err == nil {
+			t.Fatalf("n=%d: truncated input accepted", n)
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// StateWriter receives the changes of a checkpoint; the caller applies them in one atomic batch
+// (a pebble batch). Keys and values may be reused after a call returns.
+type StateWriter interface {
+	Set(key, value []byte) error
+	DeleteRange(start, end []byte) error
+}
+
+// Checkpoint state layout. Every key starts with the caller's prefix, then
+//
+//	node     1 byte   0 = layer 1, 1+j = layer 2's j-th node
+//	window   1 byte   index into Plan.Windows
+//	start    8 bytes  window start, Unix ms, big-endian with the sign bit flipped
+//	dims     4 bytes each, big-endian dictionary ids (the node's key)
+//
+// and the value is the group: its max slice, its slice records (slice, cells, and while the
+// slice is open the ids first seen in it) and its distinct sets. Groups are written when they
+// changed since the last checkpoint; a closed window's groups are deleted with one range
+// deletion per node. Emission progress is not stored: after a restore every group is emitted
+// once more (upserts with the same values).
+
+// markCheckpointDirty records that group g of t changed since the last checkpoint.
+func (t *instTable) markCheckpointDirty(g int32) {
+	if !t.groups[g].ckDirty {
+		t.groups[g].ckDirty = true
+		t.ckDirty = append(t.ckDirty, g)
+	}
+}
+
+func appendStateKey(dst, prefix []byte, node, window int, start int64, dims []uint32) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, byte(node), byte(window))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(start)^(1<<63))
+	for _, d := range dims {
+		dst = binary.BigEndian.AppendUint32(dst, d)
+	}
+	return dst
+}
+
+// WriteCheckpoint writes to w every group changed since the last checkpoint and deletes the
+// state of windows closed since then. After it returns the aggregator considers everything
+// checkpointed: the caller must commit w's batch (or give up the process).
+func (a *Aggregator) WriteCheckpoint(prefix []byte, w StateWriter) (groups int, err error) {
+	var key, val []byte
+	for _, ck := range a.closedSinceCheckpoint {
+		for ni := range a.nodes() {
+			lo := appendStateKey(key[:0], prefix, ni, ck.window, ck.start, nil)
+			hi := appendStateKey(nil, prefix, ni, ck.window, ck.start+1, nil)
+			if err := w.DeleteRange(lo, hi); err != nil {
+				return groups, err
+			}
+			key = lo
+		}
+	}
+	a.closedSinceCheckpoint = a.closedSinceCheckpoint[:0]
+	stride := recCells + a.layout.n
+	for ni, nd := range a.nodes() {
+		for _, sh := range nd.shards {
+			for _, t := range sh.tables {
+				for _, g := range t.ckDirty {
+					grp := &t.groups[g]
+					grp.ckDirty = false
+					key = appendStateKey(key[:0], prefix, ni, t.inst.window, t.inst.start, t.keys.key(g))
+					val = val[:0]
+					val = binary.AppendVarint(val, int64(grp.maxSlice))
+					n := 0
+					for r := int(grp.head); r != -1; r = int(int64(t.recs[r+recNext])) {
+						n++
+					}
+					val = binary.AppendUvarint(val, uint64(n))
+					for r := int(grp.head); r != -1; r = int(int64(t.recs[r+recNext])) {
+						val = binary.AppendUvarint(val, t.recs[r+recSlice])
+						for _, c := range t.recs[r+recCells : r+stride] {
+							val = binary.LittleEndian.AppendUint64(val, c)
+						}
+						ob := int64(t.recs[r+recOpen])
+						if ob < 0 {
+							val = append(val, 0)
+							continue
+						}
+						val = append(val, 1)
+						for f := 0; f < a.ndf; f++ {
+							val = t.open[int(ob)*a.ndf+f].AppendBinary(val)
+						}
+					}
+					for f := 0; f < a.ndf; f++ {
+						val = t.sets[int(g)*a.ndf+f].AppendBinary(val)
+					}
+					if err := w.Set(key, val); err != nil {
+						return groups, err
+					}
+					groups++
+				}
+				t.ckDirty = t.ckDirty[:0]
+			}
+		}
+	}
+	return groups, nil
+}
+
+var errBadState = errors.New("malformed checkpoint state")
+
+// Restore loads one group written by WriteCheckpoint (key without the prefix). Call it for every
+// stored group, then FinishRestore.
+func (a *Aggregator) Restore(key, val []byte) error {
+	if len(key) < 10 {
+		return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
+	}
+	ni, w := int(key[0]), int(key[1])
+	start := int64(binary.BigEndian.Uint64(key[2:10]) ^ (1 << 63))
+	nodes := a.nodes()
+	if ni >= len(nodes) || w >= len(a.wins) {
+		return fmt.Errorf("%w: node %d window %d", errBadState, ni, w)
+	}
+	nd := nodes[ni]
+	if len(key) != 10+4*nd.width {
+		return fmt.Errorf("%w: key of %d bytes for %d dimensions", errBadState, len(key), nd.width)
+	}
+	_, end := instanceBounds(a.wins[w].spec.Granularity, a.wins[w].loc, start)
+	in := a.instanceFor(w, start, end)
+	k := make([]uint32, nd.width+1)
+	k[0] = in.id
+	for i := range nd.width {
+		k[1+i] = binary.BigEndian.Uint32(key[10+4*i:])
+	}
+	t := nd.shards[shardOf(hashKey(k), a.n)].table(a, in.id, nd.width)
+	g, fresh := t.keys.findOrInsert(k[1:], hashKey(k[1:]))
+	if !fresh {
+		return fmt.Errorf("%w: group stored twice", errBadState)
+	}
+	t.groups = append(t.groups, group{head: -1, minDirty: 0, emitted: -1, maxSlice: -1})
+	t.sets = growSets(t.sets, a.ndf)
+	t.dirty = append(t.dirty, g)
+	grp := &t.groups[g]
+	b := val
+	maxSlice, n := binary.Varint(b)
+	if n <= 0 {
+		return fmt.Errorf("%w: max slice", errBadState)
+	}
+	b = b[n:]
+	nrec, n := binary.Uvarint(b)
+	if n <= 0 || nrec > math.MaxInt32 {
+		return fmt.Errorf("%w: record count", errBadState)
+	}
+	b = b[n:]
+	for range nrec {
+		slice, n := binary.Uvarint(b)
+		if n <= 0 || len(b[n:]) < 8*a.layout.n+1 {
+			return fmt.Errorf("%w: slice record", errBadState)
+		}
+		b = b[n:]
+		r := a.record(t, grp, int32(slice))
+		for c := 0; c < a.layout.n; c++ {
+			t.recs[r+recCells+c] = binary.LittleEndian.Uint64(b[8*c:])
+		}
+		b = b[8*a.layout.n:]
+		open := b[0]
+		b = b[1:]
+		if open == 1 {
+			for f := 0; f < a.ndf; f++ {
+				var err error
+				if b, err = t.openSet(a, r, f).ReadBinary(b); err != nil {
+					return fmt.Errorf("%w: %v", errBadState, err)
+				}
+			}
+		}
+	}
+	grp.maxSlice = int32(maxSlice)
+	for f := 0; f < a.ndf; f++ {
+		var err error
+		if b, err = t.sets[int(g)*a.ndf+f].ReadBinary(b); err != nil {
+			return fmt.Errorf("%w: %v", errBadState, err)
+		}
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", errBadState, len(b))
+	}
+	return nil
+}
+
+// FinishRestore sets the watermark and max event time of the checkpoint the groups came from,
+// so that slice closing, late detection and cumulative steps continue where they were. Every
+// restored group is emitted again at the next Emit or Advance.
+func (a *Aggregator) FinishRestore(watermark, maxTime int64) {
+	a.watermark, a.maxTime = watermark, maxTime
+	for _, in := range a.instances {
+		win := &a.wins[in.window]
+		for in.closedSlices < in.slices && win.stepMS > 0 && watermark != math.MinInt64 &&
+			win.sliceEnd(in.start, in.end, in.closedSlices)+win.latenessMS <= watermark {
+			in.closedSlices++
+		}
+	}
+	a.updateSteps()
+}
