@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -228,11 +229,12 @@ var (
 	eventTimeSchema = &schema{where: "event_time",
 		keys:     []string{"field", "format", "timezone", "max_out_of_orderness", "allowed_lateness", "idle_timeout"},
 		required: []string{"field"}}
-	dimensionSchema = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
-	measureSchema   = &schema{where: "measure", keys: []string{"name", "type", "field", "days"}, required: []string{"name", "type"}}
-	windowSchema    = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
-	sinkSchema      = &schema{where: "sink", keys: []string{"table", "retention"},
-		unsupported: map[string]string{"clickhouse": `sink "clickhouse" is not supported yet (supported: table, retention)`}}
+	dimensionSchema  = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
+	measureSchema    = &schema{where: "measure", keys: []string{"name", "type", "field", "days"}, required: []string{"name", "type"}}
+	windowSchema     = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
+	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "clickhouse"}}
+	clickhouseSchema = &schema{where: "sink.clickhouse",
+		keys: []string{"addr", "database", "table", "username", "password", "password_env", "tls", "create_tables"}}
 )
 
 // model decodes the root mapping.
@@ -383,9 +385,85 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 					c.Sink.Retention = v
 				}
 			}
+			if ch := sm.get("clickhouse"); ch != nil {
+				d.clickhouse(ch, c)
+			}
 		}
 	}
 	return c, nameNode
+}
+
+// clickhouse decodes sink.clickhouse; it runs after the dimensions and measures are decoded.
+func (d *decoder) clickhouse(n *yaml.Node, c *Cube) {
+	m, ok := d.mapping(n, clickhouseSchema)
+	if !ok {
+		return
+	}
+	ch := &ClickHouseSink{Addr: DefaultClickHouseAddr, Database: "default", Table: c.Sink.Table,
+		Username: "default", CreateTables: true}
+	strField := func(key string, dst *string) *yaml.Node {
+		v := m.get(key)
+		if v == nil {
+			return nil
+		}
+		if s, ok := d.str(v, "sink.clickhouse."+key); ok {
+			*dst = s
+			return v
+		}
+		return nil
+	}
+	if v := strField("addr", &ch.Addr); v != nil {
+		if _, port, err := net.SplitHostPort(ch.Addr); err != nil || port == "" {
+			d.errorf(v, "sink.clickhouse.addr %q must be host:port (the native protocol port, usually 9000)", ch.Addr)
+		}
+	}
+	for _, k := range []struct {
+		key string
+		dst *string
+	}{{"database", &ch.Database}, {"table", &ch.Table}} {
+		if v := strField(k.key, k.dst); v != nil && !isTable(*k.dst) {
+			d.errorf(v, "sink.clickhouse.%s %q must match [A-Za-z_][A-Za-z0-9_]*", k.key, *k.dst)
+		}
+	}
+	if v := strField("username", &ch.Username); v != nil && ch.Username == "" {
+		d.errorf(v, "sink.clickhouse.username is empty (leave it out for \"default\")")
+	}
+	strField("password", &ch.Password)
+	if v := strField("password_env", &ch.PasswordEnv); v != nil {
+		if ch.PasswordEnv == "" {
+			d.errorf(v, "sink.clickhouse.password_env is empty (name an environment variable)")
+		} else if m.get("password") != nil {
+			d.errorf(v, "sink.clickhouse has both password and password_env (give at most one)")
+		}
+	}
+	for _, k := range []struct {
+		key string
+		dst *bool
+	}{{"tls", &ch.TLS}, {"create_tables", &ch.CreateTables}} {
+		if v := m.get(k.key); v != nil {
+			if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool" {
+				*k.dst = v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
+			} else {
+				d.errorf(v, "sink.clickhouse.%s must be true or false, got %s", k.key, kindName(v))
+			}
+		}
+	}
+	for _, col := range ClickHouseColumns {
+		if slices.Contains(ReservedNames, col) {
+			continue // already refused for every sink
+		}
+		for _, dim := range c.Dimensions {
+			if dim.Name == col {
+				d.errorf(n, "dimension %q has the name of a column every ClickHouse result table has (reserved: %s)", col, strings.Join(ClickHouseColumns, ", "))
+			}
+		}
+		for _, ms := range c.Measures {
+			if ms.Name == col {
+				d.errorf(n, "measure %q has the name of a column every ClickHouse result table has (reserved: %s)", col, strings.Join(ClickHouseColumns, ", "))
+			}
+		}
+	}
+	c.Sink.ClickHouse = ch
 }
 
 // source decodes source.

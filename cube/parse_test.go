@@ -330,8 +330,19 @@ cubes:
     measures: [{name: pv, type: count}]
     windows: [{granularity: day}]
     sink: {tabel: x}
-`, `8:12: unknown key "tabel" in sink (valid: table, retention)`},
-		{"clickhouse sink", `version: 1
+`, `8:12: unknown key "tabel" in sink (valid: table, retention, clickhouse)`},
+		{"clickhouse reserved column", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    dimensions: [{name: final}]
+    sink:
+      clickhouse: {}
+`, `10:19: dimension "final" has the name of a column every ClickHouse result table has (reserved: window_start, window_end, granularity, grouping_set, version, final)`},
+		{"clickhouse addr", `version: 1
 cubes:
   - name: c
     source: {kafka: {brokers: [b], topic: t}}
@@ -339,8 +350,48 @@ cubes:
     measures: [{name: pv, type: count}]
     windows: [{granularity: day}]
     sink:
-      clickhouse: {}
-`, `9:7: sink "clickhouse" is not supported yet (supported: table, retention)`},
+      clickhouse: {addr: nohost}
+`, `9:26: sink.clickhouse.addr "nohost" must be host:port (the native protocol port, usually 9000)`},
+		{"clickhouse tls", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: maybe}
+`, `9:25: sink.clickhouse.tls must be true or false, got the scalar "maybe"`},
+		{"clickhouse password twice", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {password: a, password_env: B}
+`, `9:47: sink.clickhouse has both password and password_env (give at most one)`},
+		{"clickhouse table", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {table: x-y}
+`, `9:27: sink.clickhouse.table "x-y" must match [A-Za-z_][A-Za-z0-9_]*`},
+		{"clickhouse key typo", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {adr: x}
+`, `9:20: unknown key "adr" in sink.clickhouse (valid: addr, database, table, username, password, password_env, tls, create_tables)`},
 		{"new users", `version: 1
 cubes:
   - name: c

@@ -157,14 +157,48 @@ type Window struct {
 	EmitEvery time.Duration
 }
 
-// Sink says where results go. In this release only the embedded store exists.
+// Sink says where results go: always the embedded store, and also ClickHouse when ClickHouse is
+// set.
 type Sink struct {
 	// Table defaults to the cube name.
 	Table string
 	// Retention, when > 0, deletes result rows whose window ended more than this long before
 	// the cube's watermark (default 0: keep forever).
 	Retention time.Duration
+	// ClickHouse, when set, also writes every result row to a ClickHouse table (and the query
+	// API reads that table).
+	ClickHouse *ClickHouseSink
 }
+
+// ClickHouseSink is a ClickHouse table that receives a cube's result rows (one table per cube,
+// ReplacingMergeTree(version); see sink.DDL for the layout).
+type ClickHouseSink struct {
+	// Addr is host:port of the server's native protocol (default DefaultClickHouseAddr).
+	Addr string
+	// Database is created when missing (default "default").
+	Database string
+	// Table matches [A-Za-z_][A-Za-z0-9_]* (default the sink table, which defaults to the cube
+	// name).
+	Table string
+	// Username defaults to "default".
+	Username string
+	// Password is the password itself; PasswordEnv names an environment variable read when the
+	// sink connects instead. At most one of the two is set.
+	Password    string
+	PasswordEnv string
+	// TLS connects with TLS (verifying the server's certificate against the system roots).
+	TLS bool
+	// CreateTables creates the database and the table when missing (default true); when false a
+	// missing table is an error.
+	CreateTables bool
+}
+
+// DefaultClickHouseAddr is the native-protocol address a ClickHouse sink uses by default.
+const DefaultClickHouseAddr = "127.0.0.1:9000"
+
+// ClickHouseColumns are the columns of a ClickHouse result table besides the dimensions and
+// measures, which must not use these names.
+var ClickHouseColumns = []string{"window_start", "window_end", "granularity", "grouping_set", "version", "final"}
 
 // Diagnostic is one problem found in a model file, printed as FILE:LINE:COL: message.
 type Diagnostic struct {
@@ -211,6 +245,16 @@ type GroupingSet struct {
 	Dims []int
 	// Project are positions in Plan.Dimensions (the layer-1 key) of Dims, in the same order.
 	Project []int
+}
+
+// Label names the window in the granularity column of a ClickHouse result table: the
+// granularity ("hour", "day" …) for a tumbling window, and granularity/step ("day/1h") for a
+// cumulative one, so that no two windows of a cube share a label.
+func (w Window) Label() string {
+	if w.Step <= 0 {
+		return string(w.Granularity)
+	}
+	return string(w.Granularity) + "/" + formatDuration(w.Step)
 }
 
 // WindowSpec is a compiled window.

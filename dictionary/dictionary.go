@@ -27,6 +27,14 @@ type Namespace interface {
 	Value(id uint32) (string, bool)
 	// Len returns the number of ids assigned.
 	Len() int
+	// Unpersisted returns the ids assigned since the last MarkPersisted: ids from, from+1, …
+	// map to values[0], values[1], …. The caller writes them durably, then calls MarkPersisted.
+	Unpersisted() (from uint32, values []string)
+	// MarkPersisted records that every id below upto is durable.
+	MarkPersisted(upto uint32)
+	// Restore re-assigns a durable id while loading: ids must come in order 0, 1, 2 … before
+	// any other use of the namespace. It fails on a gap or a duplicate value.
+	Restore(id uint32, value string) error
 }
 
 // Dictionary is a set of namespaces, each named for the field it encodes ("dim:channel",
@@ -77,8 +85,9 @@ const shardCount = 64
 // memNamespace is value → id maps sharded by a hash of the value, plus the values in id order.
 type memNamespace struct {
 	shards [shardCount]memShard
-	valMu  sync.RWMutex // guards values; taken inside a shard lock when assigning
-	values []string     // values[id]
+	valMu     sync.RWMutex // guards values and persisted; taken inside a shard lock when assigning
+	values    []string     // values[id]
+	persisted uint32       // ids below are durable
 }
 
 type memShard struct {
@@ -146,4 +155,36 @@ func (n *memNamespace) Len() int {
 	n.valMu.RLock()
 	defer n.valMu.RUnlock()
 	return len(n.values)
+}
+
+func (n *memNamespace) Unpersisted() (uint32, []string) {
+	n.valMu.RLock()
+	defer n.valMu.RUnlock()
+	return n.persisted, n.values[n.persisted:len(n.values):len(n.values)]
+}
+
+func (n *memNamespace) MarkPersisted(upto uint32) {
+	n.valMu.Lock()
+	defer n.valMu.Unlock()
+	if upto > n.persisted && int(upto) <= len(n.values) {
+		n.persisted = upto
+	}
+}
+
+func (n *memNamespace) Restore(id uint32, value string) error {
+	sh := n.shard([]byte(value))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	n.valMu.Lock()
+	defer n.valMu.Unlock()
+	if int(id) != len(n.values) {
+		return fmt.Errorf("restoring dictionary id %d: expected id %d next", id, len(n.values))
+	}
+	if old, dup := sh.ids[value]; dup {
+		return fmt.Errorf("restoring dictionary id %d: value %q already has id %d", id, value, old)
+	}
+	sh.ids[value] = id
+	n.values = append(n.values, value)
+	n.persisted = id + 1
+	return nil
 }

@@ -64,3 +64,49 @@ func TestConcurrentAssign(t *testing.T) {
 		t.Fatalf("Len = %d", ns.Len())
 	}
 }
+
+// TestPersistRestore: ids handed out, persisted in two rounds, then restored into a new
+// dictionary keep their values; a restored namespace goes on with the next id.
+func TestPersistRestore(t *testing.T) {
+	ns := NewMemory().Namespace("x")
+	durable := map[uint32]string{}
+	persist := func() {
+		from, vals := ns.Unpersisted()
+		for i, v := range vals {
+			durable[from+uint32(i)] = v
+		}
+		ns.MarkPersisted(from + uint32(len(vals)))
+	}
+	for i := 0; i < 10; i++ {
+		ns.ID([]byte(fmt.Sprint("v", i)))
+	}
+	persist()
+	for i := 5; i < 15; i++ {
+		ns.ID([]byte(fmt.Sprint("v", i)))
+	}
+	persist()
+	ns.ID([]byte("lost")) // assigned after the last checkpoint
+	if len(durable) != 15 {
+		t.Fatalf("%d durable ids, want 15", len(durable))
+	}
+	re := NewMemory().Namespace("x")
+	for id := uint32(0); id < uint32(len(durable)); id++ {
+		if err := re.Restore(id, durable[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, v := range durable {
+		if got := re.ID([]byte(v)); got != id {
+			t.Fatalf("%q: id %d after restore, want %d", v, got, id)
+		}
+	}
+	if id := re.ID([]byte("new")); id != 15 {
+		t.Fatalf("next id = %d, want 15", id)
+	}
+	if err := re.Restore(3, "v3"); err == nil {
+		t.Fatal("Restore out of order accepted")
+	}
+	if from, vals := re.Unpersisted(); from != 15 || len(vals) != 1 || vals[0] != "new" {
+		t.Fatalf("Unpersisted = %d %v", from, vals)
+	}
+}

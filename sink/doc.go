@@ -5,5 +5,7 @@
 // the rows of one (table, window, grouping set) with window_start in [from, to) form one contiguous
 // key range (AppendStartBound). AppendValue encodes the rest (version, final flag, measure values).
 // Embedded stores these key/value pairs in a pebble database shared with the rest of the process
-// state, upserting by key: a later write of the same key replaces the earlier one.
+// state, upserting by key: a later write of the same key replaces the earlier one. ClickHouse
+// writes the same rows to one ReplacingMergeTree(version) table per cube and reads them back with
+// FINAL (see DDL for the layout).
 package sink

@@ -30,6 +30,10 @@ var ingestSeq atomic.Uint64
 // IngestExternalFile), and it removes the memtable insert, flush and L0 compactions from the
 // cost of emitting results. It must be called before the Embedded is used.
 func (e *Embedded) EnableIngest(dir string) error {
+	// Files left by a process that died mid-write were never ingested: start empty.
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clearing ingest folder: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating ingest folder: %w", err)
 	}

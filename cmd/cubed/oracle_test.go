@@ -320,27 +320,7 @@ func TestReplayOracle(t *testing.T) {
 					t.Errorf("cube %s summary: events %d, bad %d, late %d; want events %d (records in %s), bad 0, late 0",
 						c.Name, s.Events, s.BadEvents, s.LateEvents, res.Events, filepath.Base(c.File))
 				}
-				var total int64
-				for w := range c.Windows {
-					for g := range c.Sets {
-						want := res.Rows(w, g, false)
-						total += int64(len(want))
-						q := queryFor(c, w, g)
-						out := runCubed(t, "", 60*time.Second, "query", "--config", cfg, "--data-dir", dir, string(q))
-						if out.exitCode != 0 {
-							t.Errorf("cubed query %s: exit code %d\nstdout: %s\nstderr: %s", q, out.exitCode, truncate(out.stdout, 500), tail(out.stderr, 20))
-							continue
-						}
-						got, err := parseQueryAnswer(c, w, g, out.stdout)
-						if err != nil {
-							t.Errorf("cube %s window %v grouping set %v: %v", c.Name, c.Windows[w], c.Sets[g], err)
-							continue
-						}
-						if d := diffRows(c, measureNames(c), want, got); d != "" {
-							t.Errorf("cube %s window %v grouping set %v (query %s): %s", c.Name, c.Windows[w], c.Sets[g], q, d)
-						}
-					}
-				}
+				total := checkAgainstOracle(t, c, res, cfg, dir)
 				if s.Rows < total {
 					t.Errorf("cube %s summary: rows %d, but the oracle has %d distinct result rows (each needs at least one write)", c.Name, s.Rows, total)
 				}

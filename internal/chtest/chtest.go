@@ -1,0 +1,191 @@
+// Package chtest runs a private clickhouse-server for tests: a real server (Debian's 18.16 on
+// these machines, any release elsewhere) in a temporary folder on free ports, stopped when the
+// test ends. Assertions can go through clickhouse-client (Query), a client independent of the
+// clickhouse-go driver that cubed writes with.
+package chtest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is one private clickhouse-server process (restartable on the same folder and port).
+type Server struct {
+	t    testing.TB
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// Config is the server configuration the Debian package installs; the command line overrides
+// the paths, ports and logs.
+const Config = "/etc/clickhouse-server/config.xml"
+
+// Require fails the test when clickhouse-server or clickhouse-client is missing and env CI is
+// set (CI must run every test), and skips it with a loud message otherwise.
+func Require(t testing.TB) {
+	t.Helper()
+	var missing []string
+	for _, bin := range []string{"clickhouse-server", "clickhouse-client"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if _, err := os.Stat(Config); err != nil {
+		missing = append(missing, Config)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("ClickHouse tests need %s (run scripts/ensure-clickhouse.sh, which make test does)", strings.Join(missing, ", "))
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIPPING: " + msg)
+}
+
+// Start starts a private server in a temporary folder on a free port and registers its stop
+// (and the folder's removal) with t.Cleanup. It fails the test when the server does not answer
+// within 30 s.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	Require(t)
+	s := &Server{t: t, dir: t.TempDir(), port: freePort(t)}
+	s.start()
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Addr is the native-protocol address, 127.0.0.1:PORT.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Port is the native-protocol port.
+func (s *Server) Port() int { return s.port }
+
+func (s *Server) start() {
+	s.t.Helper()
+	d := s.dir
+	cmd := exec.Command("clickhouse-server", "--config-file="+Config, "--",
+		"--path="+d+"/data/", "--tmp_path="+d+"/tmp/", "--user_files_path="+d+"/uf/",
+		"--format_schema_path="+d+"/fs/", "--tcp_port="+strconv.Itoa(s.port), "--http_port=0",
+		"--interserver_http_port=0", "--listen_host=127.0.0.1",
+		"--logger.log="+d+"/log.txt", "--logger.errorlog="+d+"/err.txt", "--logger.level=warning")
+	out, err := os.OpenFile(filepath.Join(d, "out.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatalf("starting clickhouse-server: %v", err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		s.t.Fatalf("starting clickhouse-server: %v", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func() {
+		cmd.Wait()
+		out.Close()
+		close(s.done)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := s.query("SELECT 1"); err == nil {
+			return
+		}
+		select {
+		case <-s.done:
+			log, _ := os.ReadFile(filepath.Join(d, "err.txt"))
+			o, _ := os.ReadFile(filepath.Join(d, "out.txt"))
+			s.t.Fatalf("clickhouse-server on port %d exited at start: %s\n%s", s.port, o, tail(log))
+		default:
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(d, "err.txt"))
+			s.t.Fatalf("clickhouse-server on port %d did not answer within 30s:\n%s", s.port, tail(log))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 4000 {
+		return b[len(b)-4000:]
+	}
+	return b
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after 20 s) and waits for it to exit. Stopping a
+// stopped server does nothing.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+// Kill kills the server with SIGKILL (no clean shutdown) and waits for it to exit.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the stopped server again on the same folder and port.
+func (s *Server) Restart() {
+	s.t.Helper()
+	if s.cmd != nil {
+		s.t.Fatal("BUG: chtest: Restart of a running server")
+	}
+	s.start()
+}
+
+// Query runs one statement with clickhouse-client and returns its TSV output; it fails the
+// test on error.
+func (s *Server) Query(q string) string {
+	s.t.Helper()
+	out, err := s.query(q)
+	if err != nil {
+		s.t.Fatalf("clickhouse-client --query %q: %v", q, err)
+	}
+	return out
+}
+
+func (s *Server) query(q string) (string, error) {
+	cmd := exec.Command("clickhouse-client", "--host=127.0.0.1", "--port="+strconv.Itoa(s.port), "--query="+q)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}

@@ -1,0 +1,372 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/cubed-olap/cubed/cube"
+	"github.com/cubed-olap/cubed/dictionary"
+	"github.com/cubed-olap/cubed/source"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The data dir's pebble database holds, besides the results (keyspace 'r', package sink):
+//
+//	'm' "format"                       the state format version
+//	'm' "cube" <cube>                  the cube's plan fingerprint and canonical text
+//	'd' <namespace> 0x00 <id uint32>   dictionary entries (the value is the string)
+//	's' <cube> 0x00 <state key>        aggregation state (aggregate.WriteCheckpoint's layout)
+//	'c' <cube>                         the cube's last checkpoint record (JSON)
+//
+// A checkpoint writes the dictionary entries, the changed state and the record in one synced
+// pebble batch, after the rows emitted before it have been written: restoring it and reading the
+// source again from its offsets gives the results of a run that never stopped (exactly-once
+// results from at-least-once delivery, as Flink's checkpoints with an upserting sink).
+const (
+	keyMeta       = 'm'
+	keyDictionary = 'd'
+	keyState      = 's'
+	keyCheckpoint = 'c'
+)
+
+// FormatVersion is the version of the data dir's state layout; a data dir of another version is
+// refused.
+const FormatVersion = 1
+
+// DefaultCheckpointEvery is the checkpoint interval when neither the options nor the model set
+// one.
+const DefaultCheckpointEvery = 10 * time.Second
+
+// checkpointRecord is what a checkpoint stores besides state and dictionary.
+type checkpointRecord struct {
+	Seq        uint64                `json:"seq"`
+	Time       time.Time             `json:"time"`
+	Watermark  int64                 `json:"watermark"`
+	MaxTime    int64                 `json:"max_time"`
+	Version    uint64                `json:"version"`
+	Partitions map[int32]ckPartition `json:"partitions"`
+	// FileLine is the last line of a file source folded into the state; Done says the whole
+	// file was read and every window closed.
+	FileLine int64 `json:"file_line"`
+	Done     bool  `json:"done"`
+}
+
+type ckPartition struct {
+	Next    int64 `json:"next"`
+	MaxTime int64 `json:"max_time"`
+}
+
+// CheckpointStatus describes one completed checkpoint in /api/v1/status.
+type CheckpointStatus struct {
+	Seq        uint64    `json:"seq"`
+	Time       time.Time `json:"time"`
+	Groups     int       `json:"groups"`
+	Bytes      int       `json:"bytes"`
+	DurationMS float64   `json:"duration_ms"`
+}
+
+// checkpointState is a cube's checkpoint bookkeeping.
+type checkpointState struct {
+	every    time.Duration
+	last     time.Time
+	seq      uint64
+	fileLine int64 // resume: skip file lines up to here
+	done     bool  // the file was replayed to its end
+	offsets  map[int32]int64
+	history  []CheckpointStatus
+}
+
+func cubeMetaKey(name string) []byte { return append([]byte{keyMeta, 'c', 'u', 'b', 'e', 0}, name...) }
+
+func checkpointKey(name string) []byte { return append([]byte{keyCheckpoint}, name...) }
+
+func statePrefix(name string) []byte {
+	return append(append([]byte{keyState}, name...), 0)
+}
+
+func dictionaryPrefix(ns string) []byte {
+	return append(append([]byte{keyDictionary}, ns...), 0)
+}
+
+// checkCompatible refuses a data dir written with another state format or for a cube whose
+// plan changed in a way that changes stored results, naming what changed; otherwise it records
+// the format and fingerprints. A changed model is never migrated: the stored results and state
+// were computed for the old plan, and mixing the two would serve wrong numbers.
+func checkCompatible(db *pebble.DB, dir string, plans []*cube.Plan) error {
+	formatKey := []byte{keyMeta, 'f', 'o', 'r', 'm', 'a', 't'}
+	b := db.NewBatch()
+	defer b.Close()
+	v, closer, err := db.Get(formatKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		b.Set(formatKey, []byte(fmt.Sprint(FormatVersion)), nil)
+	case err != nil:
+		return fmt.Errorf("reading the state format of %s: %w", dir, err)
+	default:
+		got := string(v)
+		closer.Close()
+		if got != fmt.Sprint(FormatVersion) {
+			return fmt.Errorf("data dir %s holds state format %s; this cubed reads format %d", dir, got, FormatVersion)
+		}
+	}
+	for _, p := range plans {
+		key := cubeMetaKey(p.Cube.Name)
+		canonical := p.Canonical()
+		v, closer, err := db.Get(key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			b.Set(key, []byte(p.Fingerprint+"\n"+canonical), nil)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading the model of cube %q in %s: %w", p.Cube.Name, dir, err)
+		}
+		stored := string(v)
+		closer.Close()
+		fp, old, _ := strings.Cut(stored, "\n")
+		if fp == p.Fingerprint {
+			continue
+		}
+		return fmt.Errorf("data dir %s was written for another model of cube %q; what changed:\n%s\nstored results and state belong to the old model: use a new --data-dir (or remove this one) to start over",
+			dir, p.Cube.Name, diffLines(old, canonical))
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// diffLines lists the lines only in old ("- ") and only in new ("+ ").
+func diffLines(old, new string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	o, n := in(old), in(new)
+	var out []string
+	for _, l := range strings.Split(old, "\n") {
+		if !n[l] && l != "" {
+			out = append(out, "  - "+l)
+		}
+	}
+	for _, l := range strings.Split(new, "\n") {
+		if !o[l] && l != "" {
+			out = append(out, "  + "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// restore loads the cube's last checkpoint: dictionary, state, source positions.
+func (c *cubeRun) restore() error {
+	db := c.s.db
+	v, closer, err := db.Get(checkpointKey(c.name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading checkpoint of cube %q: %w", c.name, err)
+	}
+	var rec checkpointRecord
+	err = json.Unmarshal(v, &rec)
+	closer.Close()
+	if err != nil {
+		return fmt.Errorf("reading checkpoint of cube %q: %w", c.name, err)
+	}
+	for _, ns := range c.namespaces() {
+		if err := loadNamespace(db, ns.name, ns.ns); err != nil {
+			return fmt.Errorf("restoring cube %q: %w", c.name, err)
+		}
+	}
+	prefix := statePrefix(c.name)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := c.agg.Restore(it.Key()[len(prefix):], it.Value()); err != nil {
+			it.Close()
+			return fmt.Errorf("restoring state of cube %q from checkpoint %d: %w", c.name, rec.Seq, err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("restoring state of cube %q: %w", c.name, err)
+	}
+	c.agg.FinishRestore(rec.Watermark, rec.MaxTime)
+	c.ck.seq, c.ck.fileLine, c.ck.done = rec.Seq, rec.FileLine, rec.Done
+	c.ck.offsets = map[int32]int64{}
+	now := time.Now()
+	for p, cp := range rec.Partitions {
+		c.parts[p] = &partState{maxTime: cp.MaxTime, lastSeen: now, offset: cp.Next - 1}
+		c.ck.offsets[p] = cp.Next
+	}
+	if rec.Version >= c.version {
+		c.version = rec.Version + 1
+	}
+	c.s.log.Info("restored checkpoint", "cube", c.name, "seq", rec.Seq, "time", rec.Time, "watermark", time.UnixMilli(rec.Watermark).UTC())
+	return nil
+}
+
+type namedNamespace struct {
+	name string
+	ns   dictionary.Namespace
+}
+
+func (c *cubeRun) namespaces() []namedNamespace {
+	var out []namedNamespace
+	for i, d := range c.plan.Dimensions {
+		out = append(out, namedNamespace{c.name + "/dim/" + c.plan.Cube.Dimensions[d].Name, c.dimNS[i]})
+	}
+	for i, f := range c.plan.DistinctFields {
+		out = append(out, namedNamespace{c.name + "/id/" + f, c.idNS[i]})
+	}
+	return out
+}
+
+func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace) error {
+	if ns.Len() > 0 {
+		return nil // shared and already loaded
+	}
+	prefix := dictionaryPrefix(name)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(prefix):]
+		if len(k) != 4 {
+			return fmt.Errorf("dictionary %q: malformed key", name)
+		}
+		if err := ns.Restore(binary.BigEndian.Uint32(k), string(it.Value())); err != nil {
+			return fmt.Errorf("dictionary %q: %w", name, err)
+		}
+	}
+	return it.Error()
+}
+
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// batchWriter adapts a pebble batch to aggregate.StateWriter.
+type batchWriter struct{ b *pebble.Batch }
+
+func (w batchWriter) Set(k, v []byte) error           { return w.b.Set(k, v, nil) }
+func (w batchWriter) DeleteRange(lo, hi []byte) error { return w.b.DeleteRange(lo, hi, nil) }
+
+// maybeCheckpoint checkpoints when the interval has passed (or always when force is set). The
+// caller has flushed every emitted row. fileLine is the last file line read (file sources).
+func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, done bool) error {
+	if !force && now.Sub(c.ck.last) < c.ck.every {
+		return nil
+	}
+	start := time.Now()
+	b := c.s.db.NewBatch()
+	defer b.Close()
+	type mark struct {
+		ns   dictionary.Namespace
+		upto uint32
+	}
+	var marks []mark
+	var key []byte
+	for _, nn := range c.namespaces() {
+		from, vals := nn.ns.Unpersisted()
+		prefix := dictionaryPrefix(nn.name)
+		for i, v := range vals {
+			key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), from+uint32(i))
+			if err := b.Set(key, []byte(v), nil); err != nil {
+				return err
+			}
+		}
+		marks = append(marks, mark{nn.ns, from + uint32(len(vals))})
+	}
+	groups, err := c.agg.WriteCheckpoint(statePrefix(c.name), batchWriter{b})
+	if err != nil {
+		return fmt.Errorf("checkpoint of cube %q: %w", c.name, err)
+	}
+	rec := checkpointRecord{Seq: c.ck.seq + 1, Time: now.UTC(), Watermark: c.agg.Watermark(), MaxTime: c.agg.MaxEventTime(),
+		Version: c.version, Partitions: map[int32]ckPartition{}, FileLine: fileLine, Done: done}
+	for p, ps := range c.parts {
+		if ps.offset >= 0 { // a partition that delivered nothing has no position yet
+			rec.Partitions[p] = ckPartition{Next: ps.offset + 1, MaxTime: ps.maxTime}
+		}
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := b.Set(checkpointKey(c.name), v, nil); err != nil {
+		return err
+	}
+	size := len(b.Repr())
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("committing checkpoint %d of cube %q: %w", rec.Seq, c.name, err)
+	}
+	for _, m := range marks {
+		m.ns.MarkPersisted(m.upto)
+	}
+	c.ck.seq, c.ck.last = rec.Seq, now
+	offsets := map[int32]int64{}
+	for p, cp := range rec.Partitions {
+		offsets[p] = cp.Next
+	}
+	c.mu.Lock()
+	c.ck.offsets = offsets
+	c.mu.Unlock()
+	st := CheckpointStatus{Seq: rec.Seq, Time: rec.Time, Groups: groups, Bytes: size,
+		DurationMS: float64(time.Since(start).Microseconds()) / 1000}
+	c.mu.Lock()
+	c.ck.history = append(c.ck.history, st)
+	if len(c.ck.history) > 20 {
+		c.ck.history = c.ck.history[len(c.ck.history)-20:]
+	}
+	c.mu.Unlock()
+	c.s.metrics.checkpoints.WithLabelValues(c.name).Inc()
+	c.s.metrics.checkpointBytes.WithLabelValues(c.name).Add(float64(size))
+	return nil
+}
+
+// resumeOffsets is the consumer group's kgo.AdjustFetchOffsetsFn: partitions with a checkpoint
+// resume right after the last record folded into the restored state, whatever the group
+// committed.
+func (c *cubeRun) resumeOffsets(_ context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range offs {
+		for p := range parts {
+			if next, ok := c.ck.offsets[p]; ok {
+				parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+			}
+		}
+		offs[topic] = parts
+	}
+	return offs, nil
+}
+
+// markCheckpointed marks, for the group's commits, the offsets of the last checkpoint.
+func (c *cubeRun) markCheckpointed(k *source.Kafka) {
+	c.mu.Lock()
+	recs := make([]source.Record, 0, len(c.ck.offsets))
+	for p, next := range c.ck.offsets {
+		if next > 0 {
+			recs = append(recs, source.Record{Partition: p, Offset: next - 1})
+		}
+	}
+	c.mu.Unlock()
+	k.MarkProcessed(recs)
+}

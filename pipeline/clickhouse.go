@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cubed-olap/cubed/sink"
+)
+
+// chSink is one cube's ClickHouse sink: every row the cube emits is also written to its
+// ClickHouse table, in batches (sink.ClickHouseBuffer: about one INSERT per second), and the
+// query API reads that table. While ClickHouse is down the cube's loop blocks in the write, so a
+// Kafka cube stops polling (backpressure) and the buffer stays bounded by the batch size; the
+// failure shows as the cube's sink_error in /api/v1/status.
+type chSink struct {
+	ch    *sink.ClickHouse
+	table string
+	buf   *sink.ClickHouseBuffer
+}
+
+// openClickHouse sets up the cube's ClickHouse sink when the model has one. It does no I/O:
+// the table is created or checked by the first write.
+func (c *cubeRun) openClickHouse() error {
+	cfg := c.plan.Cube.Sink.ClickHouse
+	if cfg == nil {
+		return nil
+	}
+	ch, err := sink.OpenClickHouse(cfg, sink.WithClickHouseRetryHook(func(err error, attempt int, wait time.Duration) {
+		c.s.metrics.sinkErrors.WithLabelValues(c.name).Inc()
+		c.s.log.Error("writing results to ClickHouse", "cube", c.name, "attempt", attempt, "retry_in", wait, "err", err)
+		c.mu.Lock()
+		c.st.sinkErr = err.Error()
+		c.mu.Unlock()
+	}))
+	if err != nil {
+		return fmt.Errorf("cube %q: %w", c.name, err)
+	}
+	table, err := ch.Define(c.plan)
+	if err != nil {
+		ch.Close()
+		return err
+	}
+	c.ch = &chSink{ch: ch, table: table, buf: ch.NewBuffer(table)}
+	return nil
+}
+
+// toClickHouse hands the pending rows to the ClickHouse buffer, which writes when it is due, or
+// now with force (the end of a file's input) or when a checkpoint is due (the caller
+// checkpoints after this returns, so that a checkpoint never covers rows still buffered). It
+// blocks until the rows are written or ctx ends.
+func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) error {
+	if c.ch == nil {
+		return nil
+	}
+	// Mirrors maybeCheckpoint's test of the interval.
+	force = force || now.Sub(c.ck.last) >= c.ck.every
+	before := c.ch.buf.Len()
+	err := c.ch.buf.Add(ctx, c.pending, now)
+	if err == nil && force {
+		err = c.ch.buf.Flush(ctx)
+	}
+	if err != nil {
+		c.s.log.Error("writing results to ClickHouse", "cube", c.name, "err", err)
+		c.mu.Lock()
+		c.st.sinkErr = err.Error()
+		c.mu.Unlock()
+		return fmt.Errorf("cube %q: %w", c.name, err)
+	}
+	if c.ch.buf.Len() < before+len(c.pending) { // a write went through
+		c.mu.Lock()
+		c.st.sinkErr = ""
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// scanClickHouse reads the cube's results from ClickHouse (see web.Backend.Scan).
+func (c *cubeRun) scanClickHouse(window int, gs uint16, from, to int64, fn func(r *sink.Row) error) error {
+	return c.ch.ch.Scan(context.Background(), c.ch.table, window, gs, from, to, fn)
+}
+
+// closeClickHouse writes what is still buffered (for at most closeFlushTimeout, as the service
+// stops; rows not written by then are logged as lost to ClickHouse) and closes the connections.
+func (c *cubeRun) closeClickHouse() {
+	if c.ch == nil {
+		return
+	}
+	if n := c.ch.buf.Len(); n > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
+		if err := c.ch.buf.Flush(ctx); err != nil {
+			c.s.log.Error("writing the last results to ClickHouse at stop", "cube", c.name, "rows", n, "err", err)
+		}
+		cancel()
+	}
+	c.ch.ch.Close()
+}
+
+// closeFlushTimeout bounds the last ClickHouse write when the service stops.
+const closeFlushTimeout = 10 * time.Second
