@@ -1,5 +1,6 @@
 // Package web is cubed's HTTP server: the query API (JSON, CSV and Arrow IPC stream answers), the
-// cube, plan, status and lint endpoints, Prometheus metrics and the health checks.
+// cube, plan, status and lint endpoints, Prometheus metrics, the health checks and the embedded
+// web UI (built from web/ui, see ui.go).
 //
 // Every JSON answer uses one envelope, in the style of Prometheus' web/api/v1:
 //

@@ -62,7 +62,9 @@ func WithMaxBodyBytes(n int64) Option {
 //	GET  /metrics                    Prometheus text exposition
 //	GET  /-/healthy                  200 OK while the process serves
 //	GET  /-/ready                    200 when Backend.Ready(), else 503
-//	GET  /                           a placeholder page listing these endpoints
+//	GET  /                           the web UI (web/ui, embedded); before it is built, a
+//	                                 placeholder page listing these endpoints
+//	GET  /assets/...                 the web UI's content-hashed files (cached for a year)
 func NewServer(b Backend, reg prometheus.Gatherer, opts ...Option) *Server {
 	s := &Server{b: b, reg: reg, logger: slog.Default(), maxBodyBytes: DefaultMaxBodyBytes}
 	for _, o := range opts {
@@ -72,7 +74,8 @@ func NewServer(b Backend, reg prometheus.Gatherer, opts ...Option) *Server {
 		s.reg = prometheus.DefaultGatherer
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.serveIndex)
+	mux.HandleFunc("GET /{$}", s.serveUI)
+	mux.HandleFunc("GET /assets/", s.serveUI)
 	mux.HandleFunc("POST /api/v1/query", s.serveQuery)
 	mux.HandleFunc("GET /api/v1/query", s.serveQuery)
 	mux.HandleFunc("GET /api/v1/cubes", s.wrap(s.cubes))
@@ -476,7 +479,9 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <head><meta charset="utf-8"><title>cubed</title></head>
 <body>
 <h1>cubed</h1>
-<p>The web UI comes in a later release. The HTTP API is available now:</p>
+<p>The web UI is not built into this binary: run <code>make build</code> (it runs
+<code>npm ci &amp;&amp; npm run build</code> in <code>web/ui</code> before <code>go build</code>).
+The HTTP API is available:</p>
 <ul>
 {{range .}}<li><code>{{.}}</code></li>
 {{end}}</ul>

@@ -1,0 +1,62 @@
+// Unit tests of the UI's DOM-free rules (src/rules.js) and formatting (src/format.js).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { defaultDay, covering, exact, layout } from '../src/rules.js';
+import { addDays, change, num, pct } from '../src/format.js';
+
+test('defaultDay: today when it has data, else the latest substantial day', () => {
+  const days = [
+    { day: '2015-09-11', value: 1 },
+    { day: '2015-09-12', value: 10530 },
+    { day: '2015-09-13', value: 1 },
+    { day: '2015-09-20', value: 1 },
+  ];
+  assert.equal(defaultDay(days, '2015-09-13'), '2015-09-13'); // wall-clock today wins, however small
+  assert.equal(defaultDay(days, '2026-01-01'), '2015-09-12'); // stragglers (< 10 % of the busiest) skipped
+  assert.equal(defaultDay([{ day: '2015-09-12', value: 100 }, { day: '2015-09-13', value: 10 }], 'x'), '2015-09-13'); // exactly 10 %
+  assert.equal(defaultDay([{ day: '2015-09-12', value: null }], 'x'), '2015-09-12');
+  assert.equal(defaultDay([], 'x'), undefined);
+});
+
+test('covering and exact follow the exact-cuboid routing rule', () => {
+  const sets = [
+    { id: 0, dimensions: [] },
+    { id: 1, dimensions: ['channel'] },
+    { id: 3, dimensions: ['channel', 'namespace'] },
+    { id: 56, dimensions: ['robot', 'anonymous', 'new_page'] },
+  ];
+  assert.deepEqual(covering(sets, new Set()).map((g) => g.id), [0, 1, 3, 56]);
+  assert.deepEqual(covering(sets, new Set(['channel'])).map((g) => g.id), [1, 3]);
+  assert.deepEqual(covering(sets, new Set(['channel', 'robot'])), []);
+  assert.equal(exact(sets, new Set())?.id, 0);
+  assert.equal(exact(sets, new Set(['namespace', 'channel']))?.id, 3); // order does not matter
+  assert.equal(exact(sets, new Set(['robot', 'anonymous'])), undefined); // a strict subset is not answered
+  assert.equal(exact(sets, new Set(['new_page', 'robot', 'anonymous']))?.id, 56);
+});
+
+test('layout puts each kind in its column and spreads a column evenly', () => {
+  const pos = layout([
+    { id: 'source', kind: 'source' }, { id: 'decode', kind: 'decode' },
+    { id: 'gs_0', kind: 'grouping_set' }, { id: 'gs_1', kind: 'grouping_set' }, { id: 'gs_2', kind: 'grouping_set' },
+    { id: 'sink', kind: 'sink' },
+  ]);
+  assert.deepEqual(pos.get('source'), [0, 0]);
+  assert.deepEqual(pos.get('decode'), [200, 0]);
+  assert.deepEqual([pos.get('gs_0'), pos.get('gs_1'), pos.get('gs_2')], [[800, -70], [800, 0], [800, 70]]);
+  assert.deepEqual(pos.get('sink'), [1000, 0]);
+});
+
+test('formatting', () => {
+  assert.equal(addDays('2015-09-01', -1), '2015-08-31');
+  assert.equal(addDays('2016-02-28', 1), '2016-02-29');
+  assert.equal(addDays('2015-12-31', 1), '2016-01-01');
+  assert.equal(change(150, 100), '+50.0 %');
+  assert.equal(change(50, 100), '-50.0 %');
+  assert.equal(change(5, 0), 'new');
+  assert.equal(change(0, 0), '±0 %');
+  assert.equal(change(null, 3), '–');
+  assert.equal(num(39232), '39,232');
+  assert.equal(num(2.345), '2.35');
+  assert.equal(num(null), '–');
+  assert.equal(pct(0.4231), '42.3 %');
+});
