@@ -84,7 +84,7 @@ const shardCount = 64
 
 // memNamespace is value → id maps sharded by a hash of the value, plus the values in id order.
 type memNamespace struct {
-	shards [shardCount]memShard
+	shards    [shardCount]memShard
 	valMu     sync.RWMutex // guards values and persisted; taken inside a shard lock when assigning
 	values    []string     // values[id]
 	persisted uint32       // ids below are durable

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble"
 
 	"github.com/cubed-olap/cubed/cube"
@@ -275,6 +277,16 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	if !force && now.Sub(c.ck.last) < c.ck.every {
 		return nil
 	}
+	if c.ch != nil && c.ch.buf.Len() > 0 {
+		// A checkpoint must never cover rows that ClickHouse has not got yet.
+		fctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
+		err := c.ch.buf.Flush(fctx)
+		cancel()
+		if err != nil {
+			c.s.log.Warn("checkpoint postponed: results not yet written to ClickHouse", "cube", c.name, "err", err)
+			return nil
+		}
+	}
 	start := time.Now()
 	b := c.s.db.NewBatch()
 	defer b.Close()
@@ -369,4 +381,15 @@ func (c *cubeRun) markCheckpointed(k *source.Kafka) {
 	}
 	c.mu.Unlock()
 	k.MarkProcessed(recs)
+}
+
+// instanceID is the consumer's static group membership id (KIP-345): stable for one cube over one
+// data dir, so that a process restarted after a crash takes its partitions back at once instead
+// of waiting for the dead member's session to time out.
+func (c *cubeRun) instanceID() string {
+	dir, err := filepath.Abs(c.s.opts.DataDir)
+	if err != nil {
+		dir = c.s.opts.DataDir
+	}
+	return fmt.Sprintf("cubed-%s-%016x", c.name, xxhash.Sum64String(dir))
 }

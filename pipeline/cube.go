@@ -17,6 +17,7 @@ import (
 	"github.com/cubed-olap/cubed/dictionary"
 	"github.com/cubed-olap/cubed/sink"
 	"github.com/cubed-olap/cubed/source"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // cubeRun is one cube's running graph. Everything but mu/st belongs to the cube's goroutine.
@@ -52,6 +53,9 @@ type cubeRun struct {
 	version       uint64
 
 	lastRetention time.Time
+	ck            checkpointState
+
+	ch *chSink // the ClickHouse sink, when the model has one
 
 	events, bad, lateN, rows uint64
 
@@ -82,20 +86,21 @@ type cubeState struct {
 
 // CubeStatus is one cube's entry in /api/v1/status.
 type CubeStatus struct {
-	Name        string            `json:"name"`
-	Source      string            `json:"source"`
-	Events      uint64            `json:"events"`
-	BadEvents   uint64            `json:"bad_events"`
-	LateEvents  uint64            `json:"late_events"`
-	EmittedRows uint64            `json:"emitted_rows"`
-	Watermark   *time.Time        `json:"watermark"`
-	LastEmit    *time.Time        `json:"last_emit"`
-	Partitions  []PartitionStatus `json:"partitions"`
-	Instances   int               `json:"open_windows"`
-	Groups      []int             `json:"groups"`
-	StateBytes  uint64            `json:"state_bytes"`
-	DeadLetter  string            `json:"dead_letter"`
-	SinkError   string            `json:"sink_error,omitempty"`
+	Name        string             `json:"name"`
+	Source      string             `json:"source"`
+	Events      uint64             `json:"events"`
+	BadEvents   uint64             `json:"bad_events"`
+	LateEvents  uint64             `json:"late_events"`
+	EmittedRows uint64             `json:"emitted_rows"`
+	Watermark   *time.Time         `json:"watermark"`
+	LastEmit    *time.Time         `json:"last_emit"`
+	Partitions  []PartitionStatus  `json:"partitions"`
+	Instances   int                `json:"open_windows"`
+	Groups      []int              `json:"groups"`
+	StateBytes  uint64             `json:"state_bytes"`
+	DeadLetter  string             `json:"dead_letter"`
+	Checkpoints []CheckpointStatus `json:"checkpoints"`
+	SinkError   string             `json:"sink_error,omitempty"`
 }
 
 // PartitionStatus is one source partition's progress.
@@ -142,6 +147,10 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	if c.table == "" {
 		c.table = c.name
 	}
+	c.ck.every = s.opts.CheckpointEvery
+	if c.ck.every <= 0 {
+		c.ck.every = DefaultCheckpointEvery
+	}
 	for _, d := range p.Dimensions {
 		c.dimNS = append(c.dimNS, s.dict.Namespace(c.name+"/dim/"+p.Cube.Dimensions[d].Name))
 	}
@@ -164,10 +173,15 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 		return nil, fmt.Errorf("cube %q: %w", c.name, err)
 	}
 	c.dl = dl
+	if err := c.openClickHouse(); err != nil {
+		dl.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
 func (c *cubeRun) close() {
+	c.closeClickHouse()
 	if c.dl != nil {
 		c.dl.Close()
 	}
@@ -352,6 +366,9 @@ func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bo
 			}
 		}
 	}
+	if err := c.toClickHouse(ctx, now, wm == math.MaxInt64); err != nil {
+		return err
+	}
 	if err := c.flush(ctx, now); err != nil {
 		return err
 	}
@@ -422,6 +439,10 @@ func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 // publish copies the loop's progress into the status snapshot.
 func (c *cubeRun) publish(now time.Time) {
 	wm := c.agg.Watermark()
+	ended := wm == math.MaxInt64 // end of a file: every window closed
+	if ended {
+		wm = c.agg.MaxEventTime()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.st.events, c.st.bad, c.st.late, c.st.rows = c.events, c.bad, c.lateN, c.rows
@@ -439,7 +460,7 @@ func (c *cubeRun) publish(now time.Time) {
 		c.st.parts = append(c.st.parts, st)
 	}
 	sort.Slice(c.st.parts, func(i, j int) bool { return c.st.parts[i].Partition < c.st.parts[j].Partition })
-	if now.Sub(c.st.statsAt) >= time.Second {
+	if now.Sub(c.st.statsAt) >= time.Second || ended {
 		c.st.stats = c.agg.Stats()
 		c.st.statsAt = now
 		c.s.metrics.stateBytes.WithLabelValues(c.name).Set(float64(c.st.stats.StateBytes))
@@ -461,6 +482,7 @@ func (c *cubeRun) status() CubeStatus {
 		EmittedRows: c.st.rows, Partitions: append([]PartitionStatus{}, c.st.parts...),
 		Instances: c.st.stats.Instances, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
 		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
+		Checkpoints: append([]CheckpointStatus{}, c.ck.history...),
 	}
 	switch src := c.plan.Cube.Source; {
 	case src.File != nil:
@@ -501,6 +523,11 @@ func (c *cubeRun) runFile(ctx context.Context, early bool) error {
 			return fmt.Errorf("reading %s: %w", src.File.Path, err)
 		}
 	}
+	if c.ck.done {
+		c.s.log.Info("file already replayed to its end (checkpoint)", "cube", c.name, "path", src.File.Path)
+		return nil
+	}
+	line := c.ck.fileLine // lines up to here are in the restored state
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -509,12 +536,28 @@ func (c *cubeRun) runFile(ctx context.Context, early bool) error {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("reading %s: %w", src.File.Path, err)
 		}
+		if n := len(recs); n > 0 && recs[0].Offset <= c.ck.fileLine {
+			i := 0
+			for i < n && recs[i].Offset <= c.ck.fileLine {
+				i++
+			}
+			recs = recs[i:]
+		}
+		if n := len(recs); n > 0 {
+			line = recs[n-1].Offset
+		}
 		c.ingest(recs)
 		now := time.Now()
 		if errors.Is(err, io.EOF) {
-			return c.advance(ctx, now, math.MaxInt64, false)
+			if err := c.advance(ctx, now, math.MaxInt64, false); err != nil {
+				return err
+			}
+			return c.maybeCheckpoint(now, true, line, true)
 		}
 		if err := c.advance(ctx, now, c.watermark(now), early); err != nil {
+			return err
+		}
+		if err := c.maybeCheckpoint(now, false, line, false); err != nil {
 			return err
 		}
 	}
@@ -533,7 +576,8 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		brokers = c.s.opts.Brokers
 	}
 	k, err := source.NewKafka(source.KafkaConfig{Brokers: brokers, Topic: src.Kafka.Topic,
-		Group: src.Kafka.Group, Start: src.Kafka.Start, Logger: c.s.log.With("cube", c.name)})
+		Group: src.Kafka.Group, Start: src.Kafka.Start, Logger: c.s.log.With("cube", c.name),
+		Opts: []kgo.Opt{kgo.AdjustFetchOffsetsFn(c.resumeOffsets), kgo.InstanceID(c.instanceID())}})
 	if err != nil {
 		return err
 	}
@@ -555,7 +599,7 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		now := time.Now()
 		for _, p := range k.Assigned() {
 			if c.parts[p] == nil {
-				c.parts[p] = &partState{maxTime: math.MinInt64, lastSeen: now}
+				c.parts[p] = &partState{maxTime: math.MinInt64, lastSeen: now, offset: -1}
 			}
 		}
 		for p, lag := range k.Lag() {
@@ -565,8 +609,20 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 			c.s.metrics.lag.WithLabelValues(c.name, strconv.Itoa(int(p))).Set(float64(lag))
 		}
 		if err := c.advance(ctx, now, c.watermark(now), true); err != nil {
-			return nil
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
-		k.MarkProcessed(recs)
+		if ctx.Err() != nil {
+			// Stopping: a last checkpoint makes the restart quick.
+			return c.maybeCheckpoint(now, true, 0, false)
+		}
+		if err := c.maybeCheckpoint(now, false, 0, false); err != nil {
+			return err
+		}
+		// The group's committed offsets follow checkpoints; a restart seeks to the
+		// checkpoint's own offsets anyway (resumeOffsets).
+		c.markCheckpointed(k)
 	}
 }

@@ -7,15 +7,17 @@ import (
 
 // metrics are the Prometheus series of a Service, labelled by cube.
 type metrics struct {
-	events      *prometheus.CounterVec
-	badEvents   *prometheus.CounterVec
-	lateEvents  *prometheus.CounterVec
-	emittedRows *prometheus.CounterVec
-	lag         *prometheus.GaugeVec
-	watermark   *prometheus.GaugeVec
-	stateBytes  *prometheus.GaugeVec
-	groups      *prometheus.GaugeVec
-	sinkErrors  *prometheus.CounterVec
+	events          *prometheus.CounterVec
+	badEvents       *prometheus.CounterVec
+	lateEvents      *prometheus.CounterVec
+	emittedRows     *prometheus.CounterVec
+	lag             *prometheus.GaugeVec
+	watermark       *prometheus.GaugeVec
+	stateBytes      *prometheus.GaugeVec
+	groups          *prometheus.GaugeVec
+	sinkErrors      *prometheus.CounterVec
+	checkpoints     *prometheus.CounterVec
+	checkpointBytes *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,8 +49,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cubed_sink_errors_total", Help: "Failed sink writes (retried).",
 		}, []string{"cube"}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cubed_checkpoints_total", Help: "Completed checkpoints.",
+		}, []string{"cube"}),
+		checkpointBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cubed_checkpoint_bytes_total", Help: "Bytes written by checkpoints.",
+		}, []string{"cube"}),
 	}
-	reg.MustRegister(m.events, m.badEvents, m.lateEvents, m.emittedRows, m.lag, m.watermark,
+	reg.MustRegister(m.checkpoints, m.checkpointBytes, m.events, m.badEvents, m.lateEvents, m.emittedRows, m.lag, m.watermark,
 		m.stateBytes, m.groups, m.sinkErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

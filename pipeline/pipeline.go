@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,12 @@ type Options struct {
 	// Brokers, when set, replace the brokers of every Kafka source (the dev mode's in-process
 	// broker).
 	Brokers []string
+	// CheckpointEvery is the checkpoint interval (processing time). This overrides the default
+	// of DefaultCheckpointEvery.
+	CheckpointEvery time.Duration
+	// NoRestore opens the data dir without loading checkpointed state (the query command only
+	// reads results).
+	NoRestore bool
 }
 
 // Service runs the cubes of one model file over one data dir.
@@ -118,6 +125,10 @@ func Open(modelFile string, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCompatible(db, opts.DataDir, plans); err != nil {
+		db.Close()
+		return nil, err
+	}
 	store := sink.OpenEmbedded(db)
 	if err := store.EnableIngest(filepath.Join(opts.DataDir, "ingest")); err != nil {
 		db.Close()
@@ -136,6 +147,14 @@ func Open(modelFile string, opts Options) (*Service, error) {
 		}
 		s.cubes = append(s.cubes, c)
 		s.byName[p.Cube.Name] = c
+	}
+	if !opts.NoRestore {
+		for _, c := range s.cubes {
+			if err := c.restore(); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	}
 	return s, nil
 }
@@ -218,11 +237,15 @@ func (s *Service) Run(ctx context.Context) error {
 // Plans implements web.Backend.
 func (s *Service) Plans() []*cube.Plan { return s.plans }
 
-// Scan implements web.Backend over the embedded store.
+// Scan implements web.Backend over the embedded store, or over ClickHouse for a cube with a
+// ClickHouse sink.
 func (s *Service) Scan(name string, window int, gs uint16, from, to int64, fn func(r *sink.Row) error) error {
 	c := s.byName[name]
 	if c == nil {
 		return fmt.Errorf("unknown cube %q", name)
+	}
+	if c.ch != nil {
+		return c.scanClickHouse(window, gs, from, to, fn)
 	}
 	return s.store.Scan(c.table, window, gs, from, to, fn)
 }

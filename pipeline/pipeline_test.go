@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -188,4 +189,51 @@ func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// TestModelChangeRefused: a data dir written for one model refuses a model whose results would
+// differ, naming what changed, and accepts a change that does not touch results (emit_every).
+func TestModelChangeRefused(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "ev.jsonl")
+	if err := os.WriteFile(events, []byte(`{"ts":1,"k":"a","u":"x"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	model := func(sets, emit string) string {
+		return writeModel(t, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: ev
+    source:
+      file: {path: %q}
+    event_time: {field: ts, format: unix_ms}
+    dimensions: [{name: k}]
+    measures: [{name: pv, type: count}]
+    grouping_sets: %s
+    windows: [{granularity: hour, emit_every: %s}]
+`, events, sets, emit))
+	}
+	data := filepath.Join(dir, "data")
+	open := func(path string) error {
+		svc, err := Open(path, Options{DataDir: data, Logger: quietLogger()})
+		if err == nil {
+			_, err = svc.Replay(context.Background())
+			svc.Close()
+		}
+		return err
+	}
+	if err := open(model("[[k]]", "1m")); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(model("[[k]]", "5s")); err != nil {
+		t.Fatalf("emit_every changes no result, yet: %v", err)
+	}
+	err := open(model("[[k], []]", "1m"))
+	if err == nil {
+		t.Fatal("a new grouping set was accepted on the old data dir")
+	}
+	for _, want := range []string{`another model of cube "ev"`, "+ grouping_set 0 []", "new --data-dir"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
 }

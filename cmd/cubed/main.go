@@ -2,7 +2,7 @@
 // compiles cube models, replays files, runs the service over Kafka and answers queries.
 //
 //	cubed lint FILE...
-//	cubed plan FILE [--format text|json|dot]
+//	cubed plan FILE [--format text|json|dot] [--ddl]
 //	cubed replay --config FILE --data-dir DIR
 //	cubed query --config FILE --data-dir DIR 'QUERY-JSON' [--format json|csv|arrow]
 //	cubed run --config FILE --data-dir DIR [--http ADDR] [--dev]
@@ -28,6 +28,7 @@ import (
 
 	"github.com/cubed-olap/cubed/cube"
 	"github.com/cubed-olap/cubed/pipeline"
+	"github.com/cubed-olap/cubed/sink"
 	"github.com/cubed-olap/cubed/web"
 )
 
@@ -38,7 +39,7 @@ const usage = `cubed — real-time OLAP cube pre-aggregation
 
 Usage:
   cubed lint FILE...                                   check cube models (FILE:LINE:COL: message)
-  cubed plan FILE [--format text|json|dot]             print the compiled two-layer graph
+  cubed plan FILE [--format text|json|dot] [--ddl]     print the compiled two-layer graph (--ddl: the ClickHouse tables)
   cubed replay --config FILE --data-dir DIR            run file-source cubes to the end of input
   cubed query --config FILE --data-dir DIR 'QUERY'     answer a query as POST /api/v1/query would
   cubed run --config FILE --data-dir DIR [--http ADDR] [--dev]
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stdout, stderr)
 	case "gen":
 		err = cmdGen(args[1:], stdout, stderr)
+	case "broker": // hidden: a Kafka-protocol broker process for tests and experiments
+		err = cmdBroker(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cubed", version)
 	case "-h", "--help", "help":
@@ -140,6 +143,7 @@ func cmdLint(args []string, stdout, stderr io.Writer) (int, error) {
 func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("plan", stderr)
 	format := fs.String("format", "text", "output format: text, json or dot")
+	ddl := fs.Bool("ddl", false, "print the ClickHouse CREATE TABLE statement of every cube instead (in its sink.clickhouse database, or default)")
 	files, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -150,6 +154,9 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	plans, _, err := pipeline.LoadPlans(files[0])
 	if err != nil {
 		return err
+	}
+	if *ddl {
+		return printDDL(plans, stdout)
 	}
 	for i, p := range plans {
 		switch *format {
@@ -174,23 +181,43 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// printDDL prints the ClickHouse result table of every cube, one statement each, separated by
+// semicolons and blank lines.
+func printDDL(plans []*cube.Plan, stdout io.Writer) error {
+	for i, p := range plans {
+		ddl, err := sink.DDL(p, p.Cube.Sink.ClickHouse)
+		if err != nil {
+			return fmt.Errorf("plan --ddl: cube %q: %w", p.Cube.Name, err)
+		}
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprint(stdout, strings.TrimSuffix(ddl, "\n")+";\n")
+	}
+	return nil
+}
+
 // serviceFlags are the flags shared by replay, query and run.
 type serviceFlags struct {
 	config, dataDir string
 	workers         int
+	checkpointEvery time.Duration
+	noRestore       bool
 }
 
 func (f *serviceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "cube model file (YAML)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "folder for the embedded store and dead letters")
 	fs.IntVar(&f.workers, "workers", 0, "aggregation workers per layer (default GOMAXPROCS)")
+	fs.DurationVar(&f.checkpointEvery, "checkpoint-every", pipeline.DefaultCheckpointEvery, "checkpoint interval")
 }
 
 func (f *serviceFlags) open(logger *slog.Logger, brokers []string) (*pipeline.Service, error) {
 	if f.config == "" || f.dataDir == "" {
 		return nil, errors.New("--config and --data-dir are required")
 	}
-	return pipeline.Open(f.config, pipeline.Options{DataDir: f.dataDir, Workers: f.workers, Logger: logger, Brokers: brokers})
+	return pipeline.Open(f.config, pipeline.Options{DataDir: f.dataDir, Workers: f.workers, Logger: logger, Brokers: brokers,
+		CheckpointEvery: f.checkpointEvery, NoRestore: f.noRestore})
 }
 
 func cmdReplay(args []string, stdout, stderr io.Writer) error {
@@ -232,6 +259,7 @@ func cmdQuery(args []string, stdout, stderr io.Writer) (int, error) {
 		return 2, errors.New("query: give exactly one query (JSON)")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sf.noRestore = true // the query reads results only
 	svc, err := sf.open(logger, nil)
 	if err != nil {
 		return 1, err

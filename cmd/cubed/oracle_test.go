@@ -403,11 +403,11 @@ type cubedProcess struct {
 }
 
 // startRun starts `cubed run` and stops it (SIGTERM, then SIGKILL after 10 s) when the test ends.
-func startRun(t *testing.T, cfg, dataDir, addr string) *cubedProcess {
+func startRun(t *testing.T, cfg, dataDir, addr string, extra ...string) *cubedProcess {
 	t.Helper()
 	bin := cubedBinary(t)
 	p := &cubedProcess{stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "--config", cfg, "--data-dir", dataDir, "--http", addr)
+	p.cmd = exec.Command(bin, append([]string{"run", "--config", cfg, "--data-dir", dataDir, "--http", addr}, extra...)...)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -585,69 +585,7 @@ func TestKafkaOracle(t *testing.T) {
 			p.waitReady(t, addr, 60*time.Second)
 			readyAt := time.Now()
 
-			type pair struct {
-				res  *oResult
-				w, g int
-				want []oRow
-				diff string
-				done bool
-			}
-			var pairs []*pair
-			for _, res := range results {
-				for w := range res.Cube.Windows {
-					for g := range res.Cube.Sets {
-						pairs = append(pairs, &pair{res: res, w: w, g: g, want: res.Rows(w, g, true), diff: "not queried yet"})
-					}
-				}
-			}
-			// Cheap queries first: once they match, the cube has consumed everything and the
-			// large ones are worth fetching.
-			sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].want) < len(pairs[j].want) })
-			check := func(pr *pair) bool {
-				c := pr.res.Cube
-				body, err := postQuery(addr, queryFor(c, pr.w, pr.g))
-				if err != nil {
-					pr.diff = err.Error()
-					return false
-				}
-				got, err := parseQueryAnswer(c, pr.w, pr.g, body)
-				if err != nil {
-					pr.diff = err.Error()
-					return false
-				}
-				pr.diff = diffRows(c, measureNames(c), pr.want, got)
-				pr.done = pr.diff == ""
-				return pr.done
-			}
-			deadline := readyAt.Add(90 * time.Second)
-			for {
-				select {
-				case <-p.done:
-					t.Fatalf("cubed run exited while being queried (%v)", p.cmd.ProcessState)
-				default:
-				}
-				all := true
-				for _, pr := range pairs {
-					if !pr.done && !check(pr) {
-						all = false
-						break
-					}
-				}
-				if all || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(time.Second)
-			}
-			matched := true
-			for _, pr := range pairs {
-				if !pr.done && !check(pr) { // one last look at every remaining pair
-					matched = false
-					t.Errorf("cube %s window %v grouping set %v after %v: %s", pr.res.Cube.Name, pr.res.Cube.Windows[pr.w], pr.res.Cube.Sets[pr.g], time.Since(readyAt).Round(time.Second), pr.diff)
-				}
-			}
-			if matched {
-				t.Logf("all %d (window, grouping set) answers matched the oracle %v after ready", len(pairs), time.Since(readyAt).Round(time.Millisecond))
-			}
+			waitForOracle(t, addr, p, results, readyAt, 90*time.Second)
 
 			events := metricsByCube(t, addr, "cubed_events_total")
 			late := metricsByCube(t, addr, "cubed_late_events_total")
@@ -664,4 +602,75 @@ func TestKafkaOracle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitForOracle polls the query API of the running cubed at addr until every (window, grouping
+// set) of every result equals the oracle's live-mode rows, or timeout after readyAt; it reports
+// every pair that still differs.
+func waitForOracle(t *testing.T, addr string, p *cubedProcess, results []*oResult, readyAt time.Time, timeout time.Duration) {
+	t.Helper()
+	type pair struct {
+		res  *oResult
+		w, g int
+		want []oRow
+		diff string
+		done bool
+	}
+	var pairs []*pair
+	for _, res := range results {
+		for w := range res.Cube.Windows {
+			for g := range res.Cube.Sets {
+				pairs = append(pairs, &pair{res: res, w: w, g: g, want: res.Rows(w, g, true), diff: "not queried yet"})
+			}
+		}
+	}
+	// Cheap queries first: once they match, the cube has consumed everything and the
+	// large ones are worth fetching.
+	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].want) < len(pairs[j].want) })
+	check := func(pr *pair) bool {
+		c := pr.res.Cube
+		body, err := postQuery(addr, queryFor(c, pr.w, pr.g))
+		if err != nil {
+			pr.diff = err.Error()
+			return false
+		}
+		got, err := parseQueryAnswer(c, pr.w, pr.g, body)
+		if err != nil {
+			pr.diff = err.Error()
+			return false
+		}
+		pr.diff = diffRows(c, measureNames(c), pr.want, got)
+		pr.done = pr.diff == ""
+		return pr.done
+	}
+	deadline := readyAt.Add(timeout)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("cubed run exited while being queried (%v)", p.cmd.ProcessState)
+		default:
+		}
+		all := true
+		for _, pr := range pairs {
+			if !pr.done && !check(pr) {
+				all = false
+				break
+			}
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	matched := true
+	for _, pr := range pairs {
+		if !pr.done && !check(pr) { // one last look at every remaining pair
+			matched = false
+			t.Errorf("cube %s window %v grouping set %v after %v: %s", pr.res.Cube.Name, pr.res.Cube.Windows[pr.w], pr.res.Cube.Sets[pr.g], time.Since(readyAt).Round(time.Second), pr.diff)
+		}
+	}
+	if matched {
+		t.Logf("all %d (window, grouping set) answers matched the oracle %v after ready", len(pairs), time.Since(readyAt).Round(time.Millisecond))
+	}
+
 }
