@@ -221,7 +221,7 @@ var (
 	modelSchema = &schema{where: "model", keys: []string{"version", "cubes"}, required: []string{"version", "cubes"}}
 	cubeSchema  = &schema{where: "cube",
 		keys: []string{"name", "description", "source", "event_time", "timezone", "dimensions", "measures",
-			"grouping_sets", "cube", "rollup", "windows", "sink"},
+			"grouping_sets", "cube", "rollup", "windows", "sink", "checkpoint_every"},
 		required: []string{"name", "source", "event_time", "measures", "windows"}}
 	sourceSchema    = &schema{where: "source", keys: []string{"kafka", "file", "format", "columns"}}
 	kafkaSchema     = &schema{where: "source.kafka", keys: []string{"brokers", "topic", "group", "start"}, required: []string{"brokers", "topic"}}
@@ -342,6 +342,14 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 	}
 	if v := cm.get("description"); v != nil {
 		c.Description, _ = d.str(v, "description")
+	}
+	if v := cm.get("checkpoint_every"); v != nil {
+		if dur, ok := d.duration(v, "checkpoint_every"); ok {
+			if dur <= 0 {
+				d.errorf(v, "checkpoint_every must be > 0, got %s", v.Value)
+			}
+			c.CheckpointEvery = dur
+		}
 	}
 	if v := cm.get("source"); v != nil {
 		d.source(v, c)

@@ -322,6 +322,15 @@ cubes:
     grouping_sets: [[], [country], [os], [contry]]
     windows: [{granularity: day}]
 `, `8:43: grouping set 4 names unknown dimension "contry" (dimensions: country, os)`},
+		{"checkpoint interval", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    checkpoint_every: 0s
+`, `8:23: checkpoint_every must be > 0, got 0s`},
 		{"sink key typo", `version: 1
 cubes:
   - name: c

@@ -40,6 +40,9 @@ type Cube struct {
 	// Windows in declaration order; at least one.
 	Windows []Window
 	Sink    Sink
+	// CheckpointEvery is the cube's checkpoint interval (processing time); 0 leaves the
+	// service's (cubed --checkpoint-every, default 10s).
+	CheckpointEvery time.Duration
 }
 
 // MaxDimensions bounds the dimensions of one cube, so that a grouping-set id fits a uint16.

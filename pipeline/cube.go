@@ -151,6 +151,9 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	if c.ck.every <= 0 {
 		c.ck.every = DefaultCheckpointEvery
 	}
+	if p.Cube.CheckpointEvery > 0 {
+		c.ck.every = p.Cube.CheckpointEvery
+	}
 	for _, d := range p.Dimensions {
 		c.dimNS = append(c.dimNS, s.dict.Namespace(c.name+"/dim/"+p.Cube.Dimensions[d].Name))
 	}

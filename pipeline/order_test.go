@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cubed-olap/cubed/aggregate"
 	"github.com/cubed-olap/cubed/sink"
@@ -26,6 +27,7 @@ cubes:
     measures: [{name: pv, type: count}]
     grouping_sets: [[a, b, c], [b], [a, c], []]
     windows: [{granularity: hour}, {granularity: day, step: 1h}]
+    checkpoint_every: 30s
 `)
 	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
 	if err != nil {
@@ -33,6 +35,9 @@ cubes:
 	}
 	defer svc.Close()
 	c := svc.byName["o"]
+	if c.ck.every != 30*time.Second {
+		t.Fatalf("checkpoint interval %v, want the model's 30s", c.ck.every)
+	}
 	r := rand.New(rand.NewSource(9))
 	// Values with shared prefixes, empty strings and bytes around the escape byte.
 	words := []string{"", "a", "ab", "ab\x00", "ab\x00x", "b", "B", "\xff", "zz", "a\x01"}
