@@ -260,7 +260,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	}
 	half := len(lines) / 2
 	produce(lines[:half])
-	waitFor(t, 30*time.Second, "half the events consumed", func() bool { return events() == uint64(half) })
+	waitFor(t, 120*time.Second, "half the events consumed", func() bool { return events() == uint64(half) })
 	time.Sleep(1500 * time.Millisecond) // some rows reach ClickHouse
 	srv.Kill()
 	// The second half arrives while ClickHouse is down, in 40 chunks over 4 s.
@@ -273,7 +273,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	waitFor(t, 10*time.Second, "the sink error in the status", func() bool {
+	waitFor(t, 120*time.Second, "the sink error in the status", func() bool {
 		return svc.cubes[0].status().SinkError != ""
 	})
 	sinkErr := svc.cubes[0].status().SinkError
@@ -286,7 +286,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	}
 	t.Logf("while down: events %d of %d; sink_error %q", e2, len(lines), sinkErr)
 	srv.Restart()
-	waitFor(t, 60*time.Second, "every event consumed", func() bool { return events() == uint64(len(lines)) })
+	waitFor(t, 120*time.Second, "every event consumed", func() bool { return events() == uint64(len(lines)) })
 	p := svc.plans[0]
 	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
 	if err != nil {
@@ -298,7 +298,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every event emitted: the hourly grand totals in the embedded store add up to all events.
-	waitFor(t, 60*time.Second, "every event emitted to the embedded store", func() bool {
+	waitFor(t, 120*time.Second, "every event emitted to the embedded store", func() bool {
 		total := 0
 		if err := svc.store.Scan(p.Cube.Sink.Table, 1, 0, math.MinInt64, math.MaxInt64, func(r *sink.Row) error {
 			total += int(r.Values[0])
@@ -310,7 +310,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	})
 	var diff string
 	var n int
-	waitFor(t, 60*time.Second, "ClickHouse to equal the embedded store", func() bool {
+	waitFor(t, 120*time.Second, "ClickHouse to equal the embedded store", func() bool {
 		diff, n = compareStores(t, svc, p, ch, table)
 		return diff == ""
 	})
@@ -411,11 +411,11 @@ cubes:
 	// second batch, emitted well within the 1s flush interval and 10s checkpoint interval, are
 	// still buffered at stop.
 	produce(0, 2500)
-	waitFor(t, 30*time.Second, "the first events to be emitted", func() bool { return svc.cubes[0].status().EmittedRows > 0 })
+	waitFor(t, 90*time.Second, "the first events to be emitted", func() bool { return svc.cubes[0].status().EmittedRows > 0 })
 	first := svc.cubes[0].status().EmittedRows
 	time.Sleep(100 * time.Millisecond)
 	produce(2500, 5000)
-	waitFor(t, 30*time.Second, "the last events to be emitted", func() bool { return svc.cubes[0].status().EmittedRows > first })
+	waitFor(t, 90*time.Second, "the last events to be emitted", func() bool { return svc.cubes[0].status().EmittedRows > first })
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	if err := <-done; err != nil {
