@@ -24,6 +24,7 @@ package aggregate
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/cubed-olap/cubed/bitmapstate"
@@ -454,10 +455,11 @@ func shardOf(h uint64, n int) int {
 
 // fullWorker runs the full-aggregation step of shard d of each layer.
 type fullWorker struct {
-	a     *Aggregator
-	l2out [][]partialTable // [layer-2 node][destination shard]
-	key   []uint32
-	delta []idEntry
+	a       *Aggregator
+	l2out   [][]partialTable // [layer-2 node][destination shard]
+	key     []uint32
+	delta   []idEntry
+	scratch mergeScratch
 }
 
 // mergeLayer1 merges every pre-aggregation worker's partials for shard d into layer 1 and
@@ -471,7 +473,7 @@ func (fw *fullWorker) mergeLayer1(d int) {
 			k := p.keys.key(e)
 			cells := p.cells[int(e)*p.ncell : int(e+1)*p.ncell]
 			fw.delta = fw.delta[:0]
-			a.mergePartial(sh, k, cells, p, e, &fw.delta)
+			a.mergePartial(sh, k, cells, p, e, &fw.scratch, &fw.delta)
 			if len(a.layer2) == 0 {
 				continue
 			}
@@ -502,7 +504,7 @@ func (fw *fullWorker) mergeLayer2(e int) {
 		for _, src := range a.full {
 			p := &src.l2out[j][e]
 			for x := int32(0); x < p.keys.n; x++ {
-				a.mergePartial(sh, p.keys.key(x), p.cells[int(x)*p.ncell:int(x+1)*p.ncell], p, x, nil)
+				a.mergePartial(sh, p.keys.key(x), p.cells[int(x)*p.ncell:int(x+1)*p.ncell], p, x, &fw.scratch, nil)
 			}
 		}
 	}
@@ -548,7 +550,7 @@ func (sh *shard) release(t *instTable) {
 // mergePartial merges partial entry pe of p (key [instance, dims…, slice], cells) into its group
 // in shard sh. New ids (and ids moved to an earlier slice) are appended to delta when it is not
 // nil.
-func (a *Aggregator) mergePartial(sh *shard, k []uint32, cells []uint64, p *partialTable, pe int32, delta *[]idEntry) {
+func (a *Aggregator) mergePartial(sh *shard, k []uint32, cells []uint64, p *partialTable, pe int32, sc *mergeScratch, delta *[]idEntry) {
 	width := len(k) - 2
 	t := sh.table(a, k[0], width)
 	slice := int32(k[width+1])
@@ -561,11 +563,8 @@ func (a *Aggregator) mergePartial(sh *shard, k []uint32, cells []uint64, p *part
 	r := a.record(t, grp, slice)
 	a.layout.merge(t.recs[r+recCells:r+recCells+a.layout.n], cells)
 	cumulative := a.wins[t.inst.window].stepMS > 0
-	for ie := p.head[pe]; ie != -1; ie = p.ids[ie].next {
-		f, x := int(p.ids[ie].field), p.ids[ie].id
-		if a.addID(t, g, r, slice, f, x, cumulative) && delta != nil {
-			*delta = append(*delta, idEntry{id: x, field: int32(f)})
-		}
+	if p.head[pe] != -1 {
+		a.mergeIDs(t, g, r, slice, p, pe, sc, cumulative, delta)
 	}
 	t.markCheckpointDirty(g)
 	if grp.minDirty == noSlice {
@@ -608,22 +607,88 @@ func (a *Aggregator) record(t *instTable, grp *group, slice int32) int {
 	return r
 }
 
-// addID adds id x of distinct field f, seen in slice, to group g whose record for slice is at r.
-// It reports whether the group's distinct state changed (x is new, or moved to an earlier slice).
-func (a *Aggregator) addID(t *instTable, g int32, r int, slice int32, f int, x uint32, cumulative bool) bool {
-	dw := recCells + a.layout.distinct[f]
-	if t.sets[int(g)*a.ndf+f].Add(x) {
-		t.recs[r+dw]++
-		if cumulative {
-			t.openSet(a, r, f).Add(x)
+// mergeScratch is a full-aggregation worker's reusable memory for mergeIDs.
+type mergeScratch struct {
+	ids   [][]uint32 // per distinct field
+	added []uint32
+	tmp   []uint32
+}
+
+// mergeIDs adds the ids of partial pe (seen in slice) to group g, whose record for slice is at
+// r: per distinct field, the ids are sorted and added in one AddSorted, the newly seen ones
+// counted in the slice's first-seen word (and, for cumulative windows, kept in the slice's
+// open set). An id already in the group but first seen in a later, still open slice of a
+// cumulative window moves to this slice. Changed ids are appended to delta when it is not nil.
+func (a *Aggregator) mergeIDs(t *instTable, g int32, r int, slice int32, p *partialTable, pe int32, sc *mergeScratch, cumulative bool, delta *[]idEntry) {
+	if len(sc.ids) < a.ndf {
+		sc.ids = make([][]uint32, a.ndf)
+	}
+	for f := range sc.ids {
+		sc.ids[f] = sc.ids[f][:0]
+	}
+	for ie := p.head[pe]; ie != -1; ie = p.ids[ie].next {
+		f := p.ids[ie].field
+		sc.ids[f] = append(sc.ids[f], p.ids[ie].id)
+	}
+	for f := 0; f < a.ndf; f++ {
+		ids := sc.ids[f]
+		if len(ids) == 0 {
+			continue
 		}
-		return true
+		dw := recCells + a.layout.distinct[f]
+		set := &t.sets[int(g)*a.ndf+f]
+		if len(ids) < 32 || !set.IsBig() {
+			// Few ids or a small set: one by one, no sort.
+			for _, x := range ids {
+				if set.Add(x) {
+					t.recs[r+dw]++
+					if cumulative {
+						t.openSet(a, r, f).Add(x)
+					}
+				} else if !cumulative || slice >= t.groups[g].maxSlice || !a.moveEarlier(t, g, r, slice, f, x) {
+					continue
+				}
+				if delta != nil {
+					*delta = append(*delta, idEntry{id: x, field: int32(f)})
+				}
+			}
+			continue
+		}
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		sc.added = set.AddSorted(ids, sc.added[:0])
+		t.recs[r+dw] += uint64(len(sc.added))
+		if cumulative && len(sc.added) > 0 {
+			sc.tmp = t.openSet(a, r, f).AddSorted(sc.added, sc.tmp[:0])
+		}
+		if delta != nil {
+			for _, x := range sc.added {
+				*delta = append(*delta, idEntry{id: x, field: int32(f)})
+			}
+		}
+		if !cumulative || slice >= t.groups[g].maxSlice || len(sc.added) == len(ids) {
+			continue
+		}
+		// Out of order: ids already in the group may have been first seen in a later, still
+		// open slice; they move here.
+		j := 0
+		for _, x := range ids {
+			if j < len(sc.added) && sc.added[j] == x {
+				j++
+				continue
+			}
+			if a.moveEarlier(t, g, r, slice, f, x) && delta != nil {
+				*delta = append(*delta, idEntry{id: x, field: int32(f)})
+			}
+		}
 	}
+}
+
+// moveEarlier moves id x of field f, already in group g, to slice (record r) when it was first
+// seen in a later slice that is still open, and reports whether it moved.
+func (a *Aggregator) moveEarlier(t *instTable, g int32, r int, slice int32, f int, x uint32) bool {
+	dw := recCells + a.layout.distinct[f]
 	grp := &t.groups[g]
-	if !cumulative || slice >= grp.maxSlice {
-		return false
-	}
-	// Out of order: x may have been first seen in a later, still open slice; move it here.
 	for rr := int(grp.head); rr != -1; rr = int(int64(t.recs[rr+recNext])) {
 		s := int32(t.recs[rr+recSlice])
 		if s <= slice || s < t.inst.closedSlices {

@@ -122,6 +122,9 @@ func (s *Set) Remove(x uint32) bool {
 	return true
 }
 
+// IsBig reports whether the set is held as a roaring bitmap (more than SmallMax ids).
+func (s *Set) IsBig() bool { return s.big != nil }
+
 // Len returns the cardinality.
 func (s *Set) Len() uint64 {
 	if s.big != nil {
@@ -236,4 +239,27 @@ func (s *Set) ReadBinary(b []byte) ([]byte, error) {
 		return b[n:], nil
 	}
 	return nil, fmt.Errorf("reading set: unknown tag %d", tag)
+}
+
+// AddSorted adds ids, which must be ascending without duplicates, and appends to added the ones
+// that were absent (ascending); it returns the extended added. On a roaring set the new ids are
+// found by lookups first and only they are inserted, in order (roaring's AddMany).
+func (s *Set) AddSorted(ids []uint32, added []uint32) []uint32 {
+	const batch = 16 // below this, inserting one by one is as cheap
+	if s.big == nil || len(ids) < batch {
+		for _, x := range ids {
+			if s.Add(x) {
+				added = append(added, x)
+			}
+		}
+		return added
+	}
+	n0 := len(added)
+	for _, x := range ids {
+		if !s.big.Contains(x) {
+			added = append(added, x)
+		}
+	}
+	s.big.AddMany(added[n0:])
+	return added
 }

@@ -2,6 +2,7 @@ package bitmapstate
 
 import (
 	"math/rand"
+	"slices"
 	"testing"
 )
 
@@ -92,6 +93,44 @@ func TestSetBinaryRoundTrip(t *testing.T) {
 		}
 		if _, err := got.ReadBinary(b[len("prefix") : len(b)-1]); n > 0 && err == nil {
 			t.Fatalf("n=%d: truncated input accepted", n)
+		}
+	}
+}
+
+// TestAddSorted compares AddSorted with a map over sets of every representation.
+func TestAddSorted(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	for trial := 0; trial < 300; trial++ {
+		var s Set
+		ref := map[uint32]bool{}
+		for pre := r.Intn(300); pre > 0; pre-- {
+			x := uint32(r.Intn(5000))
+			s.Add(x)
+			ref[x] = true
+		}
+		seen := map[uint32]bool{}
+		var ids []uint32
+		for n := r.Intn(200); n > 0; n-- {
+			x := uint32(r.Intn(5000))
+			if !seen[x] {
+				seen[x] = true
+				ids = append(ids, x)
+			}
+		}
+		slices.Sort(ids)
+		var want []uint32
+		for _, x := range ids {
+			if !ref[x] {
+				want = append(want, x)
+				ref[x] = true
+			}
+		}
+		got := s.AddSorted(ids, nil)
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d: added %v, want %v", trial, got, want)
+		}
+		if s.Len() != uint64(len(ref)) {
+			t.Fatalf("trial %d: Len %d, want %d", trial, s.Len(), len(ref))
 		}
 	}
 }

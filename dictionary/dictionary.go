@@ -27,6 +27,9 @@ type Namespace interface {
 	Value(id uint32) (string, bool)
 	// Len returns the number of ids assigned.
 	Len() int
+	// Snapshot returns the values of every id assigned so far, indexed by id. The slice is
+	// never modified afterwards (later ids are not in it), so it may be read without locks.
+	Snapshot() []string
 	// Unpersisted returns the ids assigned since the last MarkPersisted: ids from, from+1, …
 	// map to values[0], values[1], …. The caller writes them durably, then calls MarkPersisted.
 	Unpersisted() (from uint32, values []string)
@@ -187,4 +190,10 @@ func (n *memNamespace) Restore(id uint32, value string) error {
 	n.values = append(n.values, value)
 	n.persisted = id + 1
 	return nil
+}
+
+func (n *memNamespace) Snapshot() []string {
+	n.valMu.RLock()
+	defer n.valMu.RUnlock()
+	return n.values[:len(n.values):len(n.values)]
 }

@@ -29,7 +29,9 @@ type cubeRun struct {
 	agg   *aggregate.Aggregator
 	dl    *source.DeadLetter
 	dimNS []dictionary.Namespace // per layer-1 dimension
-	idNS  []dictionary.Namespace // per distinct field
+	// dimVals caches each dimension namespace's Snapshot, refreshed when an id is past its end.
+	dimVals [][]string
+	idNS    []dictionary.Namespace // per distinct field
 
 	workers []*decodeWorker
 	batch   aggregate.Batch
@@ -157,6 +159,7 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	for _, d := range p.Dimensions {
 		c.dimNS = append(c.dimNS, s.dict.Namespace(c.name+"/dim/"+p.Cube.Dimensions[d].Name))
 	}
+	c.dimVals = make([][]string, len(c.dimNS))
 	for _, f := range p.DistinctFields {
 		c.idNS = append(c.idNS, s.dict.Namespace(c.name+"/id/"+f))
 	}
@@ -338,11 +341,15 @@ func (c *cubeRun) collect(r *aggregate.Row) {
 	// emitted row costs no allocation of its own.
 	d0 := len(c.dimArena)
 	for i, id := range r.Dims {
-		v, ok := c.dimNS[gs.Project[i]].Value(id)
-		if !ok {
-			panic(fmt.Sprintf("BUG: dimension id %d of %q not in the dictionary", id, gs.Names[i]))
+		vals := c.dimVals[gs.Project[i]]
+		if int(id) >= len(vals) {
+			vals = c.dimNS[gs.Project[i]].Snapshot()
+			c.dimVals[gs.Project[i]] = vals
+			if int(id) >= len(vals) {
+				panic(fmt.Sprintf("BUG: dimension id %d of %q not in the dictionary", id, gs.Names[i]))
+			}
 		}
-		c.dimArena = append(c.dimArena, v)
+		c.dimArena = append(c.dimArena, vals[id])
 	}
 	v0 := len(c.valArena)
 	c.valArena = append(c.valArena, r.Values...)
