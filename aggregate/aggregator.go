@@ -926,6 +926,9 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 	t.dirty = keep
 }
 
+// OpenWindows returns the number of open window instances (cheap; Stats walks the state).
+func (a *Aggregator) OpenWindows() int { return len(a.instances) }
+
 // Stats describes the aggregator's state.
 type Stats struct {
 	// Instances is the number of open window instances.

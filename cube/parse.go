@@ -38,6 +38,9 @@ const (
 	DefaultMaxOutOfOrderness = 5 * time.Second
 	DefaultAllowedLateness   = time.Duration(0)
 	DefaultIdleTimeout       = 30 * time.Second
+	// DefaultMaxDrift is how far one Kafka partition's event time may run ahead of the slowest
+	// one before it is held back (watermark alignment).
+	DefaultMaxDrift = 5 * time.Minute
 	DefaultEmitEvery         = time.Minute
 	DefaultKafkaStart        = "earliest"
 	// DefaultGroupPrefix is put before the cube name to make the default consumer group.
@@ -227,7 +230,7 @@ var (
 	kafkaSchema     = &schema{where: "source.kafka", keys: []string{"brokers", "topic", "group", "start"}, required: []string{"brokers", "topic"}}
 	fileSchema      = &schema{where: "source.file", keys: []string{"path"}, required: []string{"path"}}
 	eventTimeSchema = &schema{where: "event_time",
-		keys:     []string{"field", "format", "timezone", "max_out_of_orderness", "allowed_lateness", "idle_timeout"},
+		keys:     []string{"field", "format", "timezone", "max_out_of_orderness", "allowed_lateness", "idle_timeout", "max_drift"},
 		required: []string{"field"}}
 	dimensionSchema  = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
 	measureSchema    = &schema{where: "measure", keys: []string{"name", "type", "field", "days"}, required: []string{"name", "type"}}
@@ -589,6 +592,7 @@ func (d *decoder) eventTime(n *yaml.Node, c *Cube) {
 	et := &c.EventTime
 	et.Format, et.Location = TimeRFC3339, time.UTC
 	et.MaxOutOfOrderness, et.AllowedLateness, et.IdleTimeout = DefaultMaxOutOfOrderness, DefaultAllowedLateness, DefaultIdleTimeout
+	et.MaxDrift = DefaultMaxDrift
 	if !ok {
 		return
 	}
@@ -619,6 +623,7 @@ func (d *decoder) eventTime(n *yaml.Node, c *Cube) {
 		{"max_out_of_orderness", &et.MaxOutOfOrderness, false},
 		{"allowed_lateness", &et.AllowedLateness, false},
 		{"idle_timeout", &et.IdleTimeout, true},
+		{"max_drift", &et.MaxDrift, false},
 	}
 	for _, f := range durations {
 		v := em.get(f.key)

@@ -106,7 +106,7 @@ func TestMinimalModelDefaults(t *testing.T) {
 			Format: "json",
 		},
 		EventTime: EventTime{Field: "ts", Path: []string{"ts"}, Format: "rfc3339", Location: time.UTC,
-			MaxOutOfOrderness: 5 * time.Second, AllowedLateness: 0, IdleTimeout: 30 * time.Second},
+			MaxOutOfOrderness: 5 * time.Second, AllowedLateness: 0, IdleTimeout: 30 * time.Second, MaxDrift: 5 * time.Minute},
 		Timezone: time.UTC,
 		Dimensions: []Dimension{
 			{Name: "country", Field: "country", Path: []string{"country"}},

@@ -98,6 +98,10 @@ type EventTime struct {
 	// IdleTimeout: a partition without events for this long (processing time) stops holding the
 	// watermark back (default 30s).
 	IdleTimeout time.Duration
+	// MaxDrift: a Kafka partition whose event time runs ahead of the slowest active partition's
+	// by more than this is held back until the others catch up (watermark alignment; default
+	// 5m, 0 disables). It bounds the state a backlog replay keeps open.
+	MaxDrift time.Duration
 }
 
 // Event time formats besides Go layouts.

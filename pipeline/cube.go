@@ -35,8 +35,17 @@ type cubeRun struct {
 
 	workers []*decodeWorker
 	batch   aggregate.Batch
-	recIdx  []int32 // batch row → record index
+	rowRec  []source.Record // batch row → its record
 	late    []int
+	// queues hold the decoded rows that watermark alignment keeps back, per partition; paused
+	// are the partitions whose fetching is paused meanwhile.
+	queues map[int32]*heldQueue
+	paused map[int32]bool
+	kafka  *source.Kafka
+	// holdLimit is the event time up to which rows were released last time.
+	holdLimit int64
+
+	peakOpen int // most window instances open at once (sampled after each batch)
 
 	parts    map[int32]*partState
 	ooo      int64 // max out-of-orderness, ms
@@ -83,6 +92,7 @@ type cubeState struct {
 	parts     []PartitionStatus
 	stats     aggregate.Stats
 	statsAt   time.Time
+	peakOpen  int
 	sinkErr   string
 }
 
@@ -98,6 +108,7 @@ type CubeStatus struct {
 	LastEmit    *time.Time         `json:"last_emit"`
 	Partitions  []PartitionStatus  `json:"partitions"`
 	Instances   int                `json:"open_windows"`
+	PeakOpen    int                `json:"peak_open_windows"`
 	Groups      []int              `json:"groups"`
 	StateBytes  uint64             `json:"state_bytes"`
 	DeadLetter  string             `json:"dead_letter"`
@@ -112,6 +123,8 @@ type PartitionStatus struct {
 	Lag          int64      `json:"lag"`
 	MaxEventTime *time.Time `json:"max_event_time"`
 	Idle         bool       `json:"idle"`
+	// Paused is set while watermark alignment holds the partition back.
+	Paused bool `json:"paused"`
 }
 
 // decodeWorker decodes one chunk of a record batch.
@@ -205,7 +218,7 @@ func (c *cubeRun) setHeader(cols []string) error {
 
 // ingest decodes, encodes and aggregates one batch of records (one flush through both layers).
 func (c *cubeRun) ingest(recs []source.Record) {
-	if len(recs) == 0 {
+	if len(recs) == 0 && (!c.waiting() || c.stuck()) {
 		return
 	}
 	n := len(c.workers)
@@ -227,15 +240,12 @@ func (c *cubeRun) ingest(recs []source.Record) {
 	wg.Wait()
 
 	c.batch.Reset()
-	c.recIdx = c.recIdx[:0]
+	c.rowRec = c.rowRec[:0]
 	for _, dw := range c.workers {
-		b := &dw.batch
-		c.batch.Len += b.Len
-		c.batch.Times = append(c.batch.Times, b.Times...)
-		c.batch.Dims = append(c.batch.Dims, b.Dims...)
-		c.batch.Values = append(c.batch.Values, b.Values...)
-		c.batch.IDs = append(c.batch.IDs, b.IDs...)
-		c.recIdx = append(c.recIdx, dw.recIdx...)
+		appendBatch(&c.batch, &dw.batch)
+		for _, i := range dw.recIdx {
+			c.rowRec = append(c.rowRec, recs[i])
+		}
 		for _, br := range dw.bad {
 			r := recs[br.rec]
 			c.bad++
@@ -246,9 +256,12 @@ func (c *cubeRun) ingest(recs []source.Record) {
 			}
 		}
 	}
+	if c.aligned() {
+		c.align()
+	}
 	now := time.Now()
 	for i, t := range c.batch.Times {
-		r := &recs[c.recIdx[i]]
+		r := &c.rowRec[i]
 		ps := c.parts[r.Partition]
 		if ps == nil {
 			ps = &partState{maxTime: math.MinInt64}
@@ -261,8 +274,9 @@ func (c *cubeRun) ingest(recs []source.Record) {
 		ps.offset = r.Offset
 	}
 	c.late = c.agg.Process(&c.batch, c.late[:0])
+	c.peakOpen = max(c.peakOpen, c.agg.OpenWindows())
 	for _, i := range c.late {
-		r := recs[c.recIdx[i]]
+		r := c.rowRec[i]
 		c.lateN++
 		err := fmt.Errorf("late event: time %s is behind the watermark %s + allowed lateness",
 			time.UnixMilli(c.batch.Times[i]).UTC().Format(time.RFC3339Nano), time.UnixMilli(c.agg.Watermark()).UTC().Format(time.RFC3339Nano))
@@ -273,6 +287,15 @@ func (c *cubeRun) ingest(recs []source.Record) {
 	c.s.metrics.lateEvents.WithLabelValues(c.name).Add(float64(len(c.late)))
 	c.events += uint64(c.batch.Len)
 	c.s.metrics.events.WithLabelValues(c.name).Add(float64(c.batch.Len))
+}
+
+// appendBatch appends every row of src to dst.
+func appendBatch(dst, src *aggregate.Batch) {
+	dst.Len += src.Len
+	dst.Times = append(dst.Times, src.Times...)
+	dst.Dims = append(dst.Dims, src.Dims...)
+	dst.Values = append(dst.Values, src.Values...)
+	dst.IDs = append(dst.IDs, src.IDs...)
 }
 
 func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int) {
@@ -455,6 +478,7 @@ func (c *cubeRun) publish(now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.st.peakOpen = c.peakOpen
 	c.st.events, c.st.bad, c.st.late, c.st.rows = c.events, c.bad, c.lateN, c.rows
 	if wm != math.MinInt64 && wm != math.MaxInt64 {
 		c.st.watermark = time.UnixMilli(wm).UTC()
@@ -462,7 +486,7 @@ func (c *cubeRun) publish(now time.Time) {
 	}
 	c.st.parts = c.st.parts[:0]
 	for p, ps := range c.parts {
-		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: now.Sub(ps.lastSeen) > c.idle}
+		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: now.Sub(ps.lastSeen) > c.idle, Paused: c.paused[p]}
 		if ps.maxTime != math.MinInt64 {
 			t := time.UnixMilli(ps.maxTime).UTC()
 			st.MaxEventTime = &t
@@ -490,7 +514,7 @@ func (c *cubeRun) status() CubeStatus {
 	st := CubeStatus{
 		Name: c.name, Events: c.st.events, BadEvents: c.st.bad, LateEvents: c.st.late,
 		EmittedRows: c.st.rows, Partitions: append([]PartitionStatus{}, c.st.parts...),
-		Instances: c.st.stats.Instances, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
+		Instances: c.st.stats.Instances, PeakOpen: c.st.peakOpen, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
 		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
 		Checkpoints: append([]CheckpointStatus{}, c.ck.history...),
 	}
@@ -592,11 +616,16 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		return err
 	}
 	defer k.Close()
+	c.kafka = k
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		wait := 250 * time.Millisecond
+		if c.waiting() && !c.stuck() {
+			wait = time.Millisecond // waiting rows can go: do not block on new ones
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
 		recs, err := k.Poll(pctx)
 		cancel()
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {

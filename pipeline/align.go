@@ -1,0 +1,161 @@
+package pipeline
+
+import (
+	"math"
+	"time"
+
+	"github.com/cubed-olap/cubed/aggregate"
+	"github.com/cubed-olap/cubed/source"
+)
+
+// Watermark alignment (Flink's, and the seed design's source speed control): a partition whose
+// event time runs ahead of the slowest active partition by more than max_drift is held back, so
+// that a replay of a backlog spread unevenly over partitions keeps only about max_drift of
+// windows open instead of everything between the slowest and the fastest partition.
+//
+// Decoded rows wait in per-partition queues and are released in event-time order, oldest head
+// first, so partitions with a backlog advance together; a partition that has no waiting rows
+// but is active bounds the release at its max event time + max_drift (idle partitions do not
+// count). A partition with waiting rows has its fetching paused (franz-go
+// PauseFetchPartitions) until its queue drains. Waiting rows are not in the state, and the
+// partition's checkpointed offset stays before them, so a restart reads them again.
+
+// heldQueue is one partition's waiting rows; rows before head have been released.
+type heldQueue struct {
+	b    aggregate.Batch
+	rec  []source.Record
+	head int
+}
+
+func (q *heldQueue) len() int { return q.b.Len - q.head }
+
+// aligned reports whether this cube aligns its partitions (Kafka sources with max_drift > 0).
+func (c *cubeRun) aligned() bool {
+	return c.kafka != nil && c.plan.Cube.EventTime.MaxDrift > 0
+}
+
+// waiting reports whether rows are held back.
+func (c *cubeRun) waiting() bool {
+	for _, q := range c.queues {
+		if q.len() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// alignBound returns the event time beyond which no waiting row may be released: max_drift
+// past the max event time of the slowest active partition that has no waiting rows (such a
+// partition may deliver older rows at any moment), or +∞ when there is none.
+func (c *cubeRun) alignBound(now time.Time) int64 {
+	bound := int64(math.MaxInt64)
+	for p, ps := range c.parts {
+		if q := c.queues[p]; q != nil && q.len() > 0 {
+			continue
+		}
+		if ps.maxTime != math.MinInt64 && now.Sub(ps.lastSeen) <= c.idle {
+			bound = min(bound, ps.maxTime)
+		}
+	}
+	if bound == math.MaxInt64 {
+		return bound
+	}
+	return bound + c.plan.Cube.EventTime.MaxDrift.Milliseconds()
+}
+
+// nextQueue returns the partition whose waiting head row is the oldest, or false.
+func (c *cubeRun) nextQueue() (int32, int64, bool) {
+	best, bestT, ok := int32(0), int64(math.MaxInt64), false
+	for p, q := range c.queues {
+		if q.len() > 0 && (!ok || q.b.Times[q.head] < bestT) {
+			best, bestT, ok = p, q.b.Times[q.head], true
+		}
+	}
+	return best, bestT, ok
+}
+
+// stuck reports whether, with no new rows, no waiting row could be released now.
+func (c *cubeRun) stuck() bool {
+	if !c.aligned() || !c.waiting() {
+		return false
+	}
+	_, t, _ := c.nextQueue()
+	return t > c.alignBound(time.Now())
+}
+
+// align gates c.batch (the new rows, with c.rowRec): every row joins its partition's queue,
+// then rows are released in event-time order (the oldest waiting head first, so the queued
+// partitions advance together) while they stay within alignBound and the batch has room. It
+// pauses the partitions that keep waiting rows and resumes the others.
+func (c *cubeRun) align() {
+	now := time.Now()
+	if c.queues == nil {
+		c.queues = map[int32]*heldQueue{}
+	}
+	nd, nv, nf := len(c.plan.Dimensions), len(c.plan.ValueFields), len(c.plan.DistinctFields)
+	b := &c.batch
+	for i := 0; i < b.Len; i++ {
+		p := c.rowRec[i].Partition
+		q := c.queues[p]
+		if q == nil {
+			q = &heldQueue{}
+			c.queues[p] = q
+		}
+		q.b.Append(b.Times[i], b.Dims[i*nd:(i+1)*nd], b.Values[i*nv:(i+1)*nv], b.IDs[i*nf:(i+1)*nf])
+		q.rec = append(q.rec, c.rowRec[i])
+	}
+	b.Reset()
+	clear(c.rowRec)
+	c.rowRec = c.rowRec[:0]
+	bound := c.alignBound(now)
+	for b.Len < c.s.opts.BatchSize {
+		p, t, ok := c.nextQueue()
+		if !ok || t > bound {
+			break
+		}
+		q := c.queues[p]
+		i := q.head
+		b.Append(t, q.b.Dims[i*nd:(i+1)*nd], q.b.Values[i*nv:(i+1)*nv], q.b.IDs[i*nf:(i+1)*nf])
+		c.rowRec = append(c.rowRec, q.rec[i])
+		q.head++
+		if q.len() == 0 {
+			q.b.Reset()
+			clear(q.rec)
+			q.rec, q.head = q.rec[:0], 0
+			bound = c.alignBound(now) // the drained partition now bounds the others
+		}
+	}
+	if c.paused == nil {
+		c.paused = map[int32]bool{}
+	}
+	var pause, resume []int32
+	for p, q := range c.queues {
+		switch {
+		case q.len() > 0 && !c.paused[p]:
+			c.paused[p] = true
+			pause = append(pause, p)
+		case q.len() == 0 && c.paused[p]:
+			delete(c.paused, p)
+			resume = append(resume, p)
+		}
+		if q.len() > 0 {
+			if ps := c.parts[p]; ps != nil {
+				ps.lastSeen = now // waiting, not idle
+			}
+		}
+	}
+	if len(pause) > 0 {
+		c.kafka.Pause(pause...)
+	}
+	if len(resume) > 0 {
+		c.kafka.Resume(resume...)
+	}
+}
+
+// moveRow copies row i of b over row j.
+func moveRow(b *aggregate.Batch, j, i, nd, nv, nf int) {
+	b.Times[j] = b.Times[i]
+	copy(b.Dims[j*nd:(j+1)*nd], b.Dims[i*nd:(i+1)*nd])
+	copy(b.Values[j*nv:(j+1)*nv], b.Values[i*nv:(i+1)*nv])
+	copy(b.IDs[j*nf:(j+1)*nf], b.IDs[i*nf:(i+1)*nf])
+}
