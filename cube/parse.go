@@ -40,9 +40,9 @@ const (
 	DefaultIdleTimeout       = 30 * time.Second
 	// DefaultMaxDrift is how far one Kafka partition's event time may run ahead of the slowest
 	// one before it is held back (watermark alignment).
-	DefaultMaxDrift = 5 * time.Minute
-	DefaultEmitEvery         = time.Minute
-	DefaultKafkaStart        = "earliest"
+	DefaultMaxDrift   = 5 * time.Minute
+	DefaultEmitEvery  = time.Minute
+	DefaultKafkaStart = "earliest"
 	// DefaultGroupPrefix is put before the cube name to make the default consumer group.
 	DefaultGroupPrefix = "cubed-"
 )
