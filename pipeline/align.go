@@ -151,11 +151,3 @@ func (c *cubeRun) align() {
 		c.kafka.Resume(resume...)
 	}
 }
-
-// moveRow copies row i of b over row j.
-func moveRow(b *aggregate.Batch, j, i, nd, nv, nf int) {
-	b.Times[j] = b.Times[i]
-	copy(b.Dims[j*nd:(j+1)*nd], b.Dims[i*nd:(i+1)*nd])
-	copy(b.Values[j*nv:(j+1)*nv], b.Values[i*nv:(i+1)*nv])
-	copy(b.IDs[j*nf:(j+1)*nf], b.IDs[i*nf:(i+1)*nf])
-}

@@ -42,8 +42,6 @@ type cubeRun struct {
 	queues map[int32]*heldQueue
 	paused map[int32]bool
 	kafka  *source.Kafka
-	// holdLimit is the event time up to which rows were released last time.
-	holdLimit int64
 
 	peakOpen int // most window instances open at once (sampled after each batch)
 
