@@ -25,9 +25,9 @@ type Model struct {
 type Cube struct {
 	// Name matches [a-z][a-z0-9_]* and is unique in its file.
 	Name        string
-	Description string
-	Source      Source
-	EventTime   EventTime
+	Description string    // free text for people
+	Source      Source    // where events come from
+	EventTime   EventTime // how event time is read and watermarks follow it
 	// Timezone is the zone in which day and week windows start (default UTC).
 	Timezone *time.Location
 	// Dimensions in declaration order; at most MaxDimensions.
@@ -39,7 +39,7 @@ type Cube struct {
 	GroupingSets [][]string
 	// Windows in declaration order; at least one.
 	Windows []Window
-	Sink    Sink
+	Sink    Sink // where results go
 	// CheckpointEvery is the cube's checkpoint interval (processing time); 0 leaves the
 	// service's (cubed --checkpoint-every, default 10s).
 	CheckpointEvery time.Duration
@@ -50,8 +50,8 @@ const MaxDimensions = 16
 
 // Source says where a cube's events come from; exactly one of Kafka and File is set.
 type Source struct {
-	Kafka *KafkaSource
-	File  *FileSource
+	Kafka *KafkaSource // set for a Kafka topic
+	File  *FileSource  // set for a finite file
 	// Format is FormatJSON (one object per line) or FormatCSV (first row names the fields).
 	Format string
 	// Columns names the CSV columns when the input has no header row (required for CSV from
@@ -67,8 +67,8 @@ const (
 
 // KafkaSource is a Kafka topic read through a consumer group.
 type KafkaSource struct {
-	Brokers []string
-	Topic   string
+	Brokers []string // seed brokers, host:port
+	Topic   string   // the topic; every partition is read
 	// Group defaults to "cubed-" + the cube name.
 	Group string
 	// Start is "earliest" (default) or "latest"; it applies only when the group has no committed
@@ -114,7 +114,7 @@ const (
 // Dimension is one dimension: a name and the field it reads. Booleans and numbers become their
 // text; a missing or null field becomes "".
 type Dimension struct {
-	Name string
+	Name string // the result column, [a-z][a-z0-9_]*
 	// Field defaults to Name; Path is it split on dots ("actor.login" → ["actor", "login"]).
 	Field string
 	Path  []string
@@ -137,10 +137,10 @@ const (
 
 // Measure is one measure. Count has no field; every other type needs one.
 type Measure struct {
-	Name  string
-	Type  MeasureType
-	Field string
-	Path  []string
+	Name  string      // the result column
+	Type  MeasureType // the aggregate
+	Field string      // dotted path of the input field ("" for count)
+	Path  []string    // Field split on dots
 }
 
 // Granularity is the length of a window.
@@ -157,7 +157,7 @@ const (
 // Window is one window spec. Step = 0 is a tumbling window; Step > 0 is a cumulative window
 // [start, start+Step), [start, start+2·Step) … up to the granularity (Flink's CUMULATE).
 type Window struct {
-	Granularity Granularity
+	Granularity Granularity // the window length
 	// Step divides the granularity's nominal length (24h for a day, 168h for a week).
 	Step time.Duration
 	// EmitEvery is the early-fire period in processing time (default 1m).
@@ -209,10 +209,10 @@ var ClickHouseColumns = []string{"window_start", "window_end", "granularity", "g
 
 // Diagnostic is one problem found in a model file, printed as FILE:LINE:COL: message.
 type Diagnostic struct {
-	File    string
-	Line    int
-	Col     int
-	Message string
+	File    string // the model file as given
+	Line    int    // 1-based
+	Col     int    // 1-based
+	Message string // what is wrong and what would be valid
 }
 
 // Plan is a cube compiled into cubed's two-layer aggregation graph.
@@ -220,7 +220,7 @@ type Diagnostic struct {
 // Layer 1 (full dimension) groups events by (window, every dimension that any grouping set uses);
 // layer 2 holds one reduced-dimension node per grouping set, fed by layer 1's per-flush deltas.
 type Plan struct {
-	Cube *Cube
+	Cube *Cube // the validated model the plan was compiled from
 	// Dimensions are the layer-1 key: indices into Cube.Dimensions of every dimension used by
 	// some grouping set, ascending.
 	Dimensions []int

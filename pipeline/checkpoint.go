@@ -68,11 +68,11 @@ type ckPartition struct {
 
 // CheckpointStatus describes one completed checkpoint in /api/v1/status.
 type CheckpointStatus struct {
-	Seq        uint64    `json:"seq"`
-	Time       time.Time `json:"time"`
-	Groups     int       `json:"groups"`
-	Bytes      int       `json:"bytes"`
-	DurationMS float64   `json:"duration_ms"`
+	Seq        uint64    `json:"seq"`         // checkpoint number, from 1
+	Time       time.Time `json:"time"`        // when it was taken (processing time)
+	Groups     int       `json:"groups"`      // changed groups written
+	Bytes      int       `json:"bytes"`       // size of the batch
+	DurationMS float64   `json:"duration_ms"` // time to build and commit it, ms
 }
 
 // checkpointState is a cube's checkpoint bookkeeping.

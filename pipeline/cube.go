@@ -96,31 +96,31 @@ type cubeState struct {
 
 // CubeStatus is one cube's entry in /api/v1/status.
 type CubeStatus struct {
-	Name        string             `json:"name"`
-	Source      string             `json:"source"`
-	Events      uint64             `json:"events"`
-	BadEvents   uint64             `json:"bad_events"`
-	LateEvents  uint64             `json:"late_events"`
-	EmittedRows uint64             `json:"emitted_rows"`
-	Watermark   *time.Time         `json:"watermark"`
-	LastEmit    *time.Time         `json:"last_emit"`
-	Partitions  []PartitionStatus  `json:"partitions"`
-	Instances   int                `json:"open_windows"`
-	PeakOpen    int                `json:"peak_open_windows"`
-	Groups      []int              `json:"groups"`
-	StateBytes  uint64             `json:"state_bytes"`
-	DeadLetter  string             `json:"dead_letter"`
-	Checkpoints []CheckpointStatus `json:"checkpoints"`
-	SinkError   string             `json:"sink_error,omitempty"`
+	Name        string             `json:"name"`                 // the cube name
+	Source      string             `json:"source"`               // "file:PATH" or "kafka:TOPIC"
+	Events      uint64             `json:"events"`               // events aggregated
+	BadEvents   uint64             `json:"bad_events"`           // records that did not decode (dead-lettered)
+	LateEvents  uint64             `json:"late_events"`          // events late for at least one window (dead-lettered)
+	EmittedRows uint64             `json:"emitted_rows"`         // result rows written to the sink
+	Watermark   *time.Time         `json:"watermark"`            // event-time watermark; null before any event
+	LastEmit    *time.Time         `json:"last_emit"`            // processing time of the last write; null before any
+	Partitions  []PartitionStatus  `json:"partitions"`           // source partitions (one for a file)
+	Instances   int                `json:"open_windows"`         // window instances open now
+	PeakOpen    int                `json:"peak_open_windows"`    // most window instances open at once since start
+	Groups      []int              `json:"groups"`               // groups per node: layer 1, then layer 2 by grouping set
+	StateBytes  uint64             `json:"state_bytes"`          // estimated bytes of aggregation state
+	DeadLetter  string             `json:"dead_letter"`          // path of the dead-letter file
+	Checkpoints []CheckpointStatus `json:"checkpoints"`          // the last (up to 20) checkpoints
+	SinkError   string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
 }
 
 // PartitionStatus is one source partition's progress.
 type PartitionStatus struct {
-	Partition    int32      `json:"partition"`
-	Offset       int64      `json:"offset"`
-	Lag          int64      `json:"lag"`
-	MaxEventTime *time.Time `json:"max_event_time"`
-	Idle         bool       `json:"idle"`
+	Partition    int32      `json:"partition"`      // Kafka partition (0 for a file)
+	Offset       int64      `json:"offset"`         // offset (or file line) of the last record aggregated
+	Lag          int64      `json:"lag"`            // records behind the high watermark (Kafka)
+	MaxEventTime *time.Time `json:"max_event_time"` // largest event time seen; null before any
+	Idle         bool       `json:"idle"`           // no record for longer than idle_timeout
 	// Paused is set while watermark alignment holds the partition back.
 	Paused bool `json:"paused"`
 }

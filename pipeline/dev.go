@@ -28,7 +28,7 @@ type DevOptions struct {
 	// memory and disk stay bounded however long the dev mode runs. This overrides the default of
 	// 32 MiB.
 	RetentionBytes int64
-	Logger         *slog.Logger
+	Logger         *slog.Logger // receives the generator's warnings; default slog.Default()
 }
 
 // Dev is a running dev environment: a franz-go kfake cluster and a generator producing live

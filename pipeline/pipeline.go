@@ -180,11 +180,11 @@ func (s *Service) Registry() *prometheus.Registry { return s.reg }
 
 // Summary is the outcome of one cube's replay.
 type Summary struct {
-	Cube       string `json:"cube"`
-	Events     uint64 `json:"events"`
-	BadEvents  uint64 `json:"bad_events"`
-	LateEvents uint64 `json:"late_events"`
-	Rows       uint64 `json:"rows"`
+	Cube       string `json:"cube"`        // the cube name
+	Events     uint64 `json:"events"`      // events aggregated by this run
+	BadEvents  uint64 `json:"bad_events"`  // records that did not decode
+	LateEvents uint64 `json:"late_events"` // late events
+	Rows       uint64 `json:"rows"`        // result rows written
 }
 
 // Replay runs every cube whose source is a file to the end of its input, closes all its windows
