@@ -51,7 +51,7 @@ test-race:
 # Benchmarks (events per CPU-second, allocations per event); see README for the peer run.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./aggregate/ ./pipeline/
-	$(GO) test -run '^$$' -bench . -benchmem ./bitmapstate/ ./sink/ ./source/
+	$(GO) test -run '^$$' -bench . -benchmem ./bitmapstate/ ./dictionary/ ./sink/ ./source/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

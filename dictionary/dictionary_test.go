@@ -2,6 +2,7 @@ package dictionary
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -108,5 +109,26 @@ func TestPersistRestore(t *testing.T) {
 	}
 	if from, vals := re.Unpersisted(); from != 15 || len(vals) != 1 || vals[0] != "new" {
 		t.Fatalf("Unpersisted = %d %v", from, vals)
+	}
+}
+
+// BenchmarkBytesPerID measures the heap the in-memory dictionary holds per id for 1M user ids
+// of 16 bytes ("uid_" + 12 digits, as the peer benchmark's generator makes them).
+func BenchmarkBytesPerID(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		const n = 1_000_000
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		ns := NewMemory().Namespace("id:user")
+		buf := make([]byte, 0, 16)
+		for j := 0; j < n; j++ {
+			buf = fmt.Appendf(buf[:0], "uid_%012d", j*7919)
+			ns.ID(buf)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric((float64(m1.HeapAlloc)-float64(m0.HeapAlloc))/n, "B/id")
+		runtime.KeepAlive(ns)
 	}
 }
