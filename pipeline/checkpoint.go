@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/cubed-olap/cubed/cube"
 	"github.com/cubed-olap/cubed/dictionary"
+	"github.com/cubed-olap/cubed/sink"
 	"github.com/cubed-olap/cubed/source"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -188,7 +188,7 @@ func (c *cubeRun) restore() error {
 		}
 	}
 	prefix := statePrefix(c.name)
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: sink.PrefixEnd(prefix)})
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace) error {
 		return nil // shared and already loaded
 	}
 	prefix := dictionaryPrefix(name)
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: sink.PrefixEnd(prefix)})
 	if err != nil {
 		return err
 	}
@@ -252,17 +252,6 @@ func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace) error {
 		}
 	}
 	return it.Error()
-}
-
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
 }
 
 // batchWriter adapts a pebble batch to aggregate.StateWriter.
