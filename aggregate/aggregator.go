@@ -114,6 +114,7 @@ type Aggregator struct {
 
 	layer1 *node
 	layer2 []*node // grouping sets other than the full dimension set
+	all    []*node // layer1, then layer2 (see nodes)
 
 	pre  []*preWorker
 	full []*fullWorker
@@ -151,7 +152,9 @@ type node struct {
 
 type shard struct {
 	tables map[uint32]*instTable
-	pool   []*instTable
+	pool   []*instTable      // released tables kept for reuse, at most peak of them
+	peak   int               // most tables live at once
+	sets   *bitmapstate.Pool // array memory of the shard's distinct sets, recycled across windows
 }
 
 // group is the state of one group in one window instance.
@@ -171,6 +174,7 @@ type group struct {
 // earlier slice; closed slices keep only their counts.
 type instTable struct {
 	inst        *instance
+	setPool     *bitmapstate.Pool // the shard's
 	keys        keyTable
 	groups      []group
 	recs        []uint64
@@ -239,7 +243,7 @@ func New(p *cube.Plan, opts ...Option) *Aggregator {
 func (a *Aggregator) newNode(gs, width int, project []int) *node {
 	n := &node{gs: gs, width: width, project: project}
 	for i := 0; i < a.n; i++ {
-		n.shards = append(n.shards, &shard{tables: map[uint32]*instTable{}})
+		n.shards = append(n.shards, &shard{tables: map[uint32]*instTable{}, sets: &bitmapstate.Pool{}})
 	}
 	return n
 }
@@ -347,6 +351,7 @@ func (a *Aggregator) instanceFor(w int, start, end int64) *instance {
 // [instance, dimensions…, slice].
 type partialTable struct {
 	keys  keyTable
+	hs    []uint64 // per entry: hashKey of the key without its slice (instance, dimensions…)
 	cells []uint64
 	head  []int32
 	ids   []idEntry
@@ -363,14 +368,16 @@ func newPartialTable(width, ncell int) partialTable {
 	return partialTable{keys: newKeyTable(width), ncell: ncell}
 }
 
-// entry returns the partial for key, creating it with identity cells.
-func (p *partialTable) entry(key []uint32, l *cellLayout) int32 {
-	e, fresh := p.keys.findOrInsert(key, hashKey(key))
+// entry returns the partial for key, whose prefix without the slice hashes to h, creating it
+// with identity cells.
+func (p *partialTable) entry(key []uint32, h uint64, l *cellLayout) int32 {
+	e, fresh := p.keys.findOrInsert(key, withSlice(h, key[len(key)-1]))
 	if fresh {
 		n := len(p.cells)
 		p.cells = append(p.cells, make([]uint64, p.ncell)...)
 		l.init(p.cells[n:])
 		p.head = append(p.head, -1)
+		p.hs = append(p.hs, h)
 	}
 	return e
 }
@@ -382,6 +389,7 @@ func (p *partialTable) addID(e int32, f int, id uint32) {
 
 func (p *partialTable) reset() {
 	p.keys.reset()
+	p.hs = p.hs[:0]
 	p.cells = p.cells[:0]
 	p.head = p.head[:0]
 	p.ids = p.ids[:0]
@@ -433,9 +441,9 @@ func (pw *preWorker) run(b *Batch, lo, hi int) {
 			key[0] = c.inst.id
 			copy(key[1:], dims)
 			key[nd+1] = uint32(s)
-			d := shardOf(hashKey(key[:nd+1]), a.n)
-			p := &pw.out[d]
-			e := p.entry(key, &a.layout)
+			h := hashKey(key[:nd+1])
+			p := &pw.out[shardOf(h, a.n)]
+			e := p.entry(key, h, &a.layout)
 			a.layout.addEvent(p.cells[int(e)*p.ncell:int(e+1)*p.ncell], values)
 			for f, id := range ids {
 				if id != dictionary.NoID {
@@ -473,7 +481,7 @@ func (fw *fullWorker) mergeLayer1(d int) {
 			k := p.keys.key(e)
 			cells := p.cells[int(e)*p.ncell : int(e+1)*p.ncell]
 			fw.delta = fw.delta[:0]
-			a.mergePartial(sh, k, cells, p, e, &fw.scratch, &fw.delta)
+			a.mergePartial(sh, k, p.hs[e], cells, p, e, &fw.scratch, &fw.delta)
 			if len(a.layer2) == 0 {
 				continue
 			}
@@ -485,8 +493,9 @@ func (fw *fullWorker) mergeLayer1(d int) {
 					gk[1+x] = k[1+pos]
 				}
 				gk[nd.width+1] = k[a.nd+1]
-				dst := &fw.l2out[j][shardOf(hashKey(gk[:nd.width+1]), a.n)]
-				ge := dst.entry(gk, &a.layout)
+				gh := hashKey(gk[:nd.width+1])
+				dst := &fw.l2out[j][shardOf(gh, a.n)]
+				ge := dst.entry(gk, gh, &a.layout)
 				a.layout.merge(dst.cells[int(ge)*dst.ncell:int(ge+1)*dst.ncell], cells)
 				for _, de := range fw.delta {
 					dst.addID(ge, int(de.field), de.id)
@@ -504,7 +513,7 @@ func (fw *fullWorker) mergeLayer2(e int) {
 		for _, src := range a.full {
 			p := &src.l2out[j][e]
 			for x := int32(0); x < p.keys.n; x++ {
-				a.mergePartial(sh, p.keys.key(x), p.cells[int(x)*p.ncell:int(x+1)*p.ncell], p, x, &fw.scratch, nil)
+				a.mergePartial(sh, p.keys.key(x), p.hs[x], p.cells[int(x)*p.ncell:int(x+1)*p.ncell], p, x, &fw.scratch, nil)
 			}
 		}
 	}
@@ -525,8 +534,10 @@ func (sh *shard) table(a *Aggregator, inst uint32, width int) *instTable {
 		t = &instTable{keys: newKeyTable(width)}
 	}
 	t.inst = in
+	t.setPool = sh.sets
 	t.emittedStep = -1
 	sh.tables[inst] = t
+	sh.peak = max(sh.peak, len(sh.tables))
 	return t
 }
 
@@ -537,24 +548,30 @@ func (sh *shard) release(t *instTable) {
 	t.keys.reset()
 	t.groups = t.groups[:0]
 	t.recs = t.recs[:0]
-	t.sets = t.sets[:0] // growSets resets them on reuse, keeping their small arrays
+	for i := range t.sets {
+		t.sets[i].Release(sh.sets)
+	}
+	for i := range t.open {
+		t.open[i].Release(sh.sets)
+	}
+	t.sets = t.sets[:0]
 	t.open = t.open[:0]
 	t.openFree = t.openFree[:0]
 	t.dirty = t.dirty[:0]
 	t.ckDirty = t.ckDirty[:0]
-	if len(sh.pool) < 4 {
+	if len(sh.pool) < sh.peak {
 		sh.pool = append(sh.pool, t)
 	}
 }
 
 // mergePartial merges partial entry pe of p (key [instance, dims…, slice], cells) into its group
-// in shard sh. New ids (and ids moved to an earlier slice) are appended to delta when it is not
-// nil.
-func (a *Aggregator) mergePartial(sh *shard, k []uint32, cells []uint64, p *partialTable, pe int32, sc *mergeScratch, delta *[]idEntry) {
+// in shard sh. h is hashKey of [instance, dims…], the hash of the group's key in its instance's
+// table. New ids (and ids moved to an earlier slice) are appended to delta when it is not nil.
+func (a *Aggregator) mergePartial(sh *shard, k []uint32, h uint64, cells []uint64, p *partialTable, pe int32, sc *mergeScratch, delta *[]idEntry) {
 	width := len(k) - 2
 	t := sh.table(a, k[0], width)
 	slice := int32(k[width+1])
-	g, fresh := t.keys.findOrInsert(k[1:width+1], hashKey(k[1:width+1]))
+	g, fresh := t.keys.findOrInsert(k[1:width+1], h)
 	if fresh {
 		t.groups = append(t.groups, group{head: -1, minDirty: noSlice, emitted: -1, maxSlice: -1})
 		t.sets = growSets(t.sets, a.ndf)
@@ -640,10 +657,10 @@ func (a *Aggregator) mergeIDs(t *instTable, g int32, r int, slice int32, p *part
 		if len(ids) < 32 || !set.IsBig() {
 			// Few ids or a small set: one by one, no sort.
 			for _, x := range ids {
-				if set.Add(x) {
+				if set.AddWith(t.setPool, x) {
 					t.recs[r+dw]++
 					if cumulative {
-						t.openSet(a, r, f).Add(x)
+						t.openSet(a, r, f).AddWith(t.setPool, x)
 					}
 				} else if !cumulative || slice >= t.groups[g].maxSlice || !a.moveEarlier(t, g, r, slice, f, x) {
 					continue
@@ -656,10 +673,10 @@ func (a *Aggregator) mergeIDs(t *instTable, g int32, r int, slice int32, p *part
 		}
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
-		sc.added = set.AddSorted(ids, sc.added[:0])
+		sc.added = set.AddSortedWith(t.setPool, ids, sc.added[:0])
 		t.recs[r+dw] += uint64(len(sc.added))
 		if cumulative && len(sc.added) > 0 {
-			sc.tmp = t.openSet(a, r, f).AddSorted(sc.added, sc.tmp[:0])
+			sc.tmp = t.openSet(a, r, f).AddSortedWith(t.setPool, sc.added, sc.tmp[:0])
 		}
 		if delta != nil {
 			for _, x := range sc.added {
@@ -698,26 +715,20 @@ func (a *Aggregator) moveEarlier(t *instTable, g int32, r int, slice int32, f in
 		if ob < 0 {
 			continue // no id first seen in this slice
 		}
-		if t.open[int(ob)*a.ndf+f].Remove(x) {
+		if t.open[int(ob)*a.ndf+f].RemoveWith(t.setPool, x) {
 			t.recs[rr+dw]--
 			t.recs[r+dw]++
-			t.openSet(a, r, f).Add(x)
+			t.openSet(a, r, f).AddWith(t.setPool, x)
 			return true
 		}
 	}
 	return false
 }
 
-// growSets extends sets by n empty sets, reusing (after Reset) the ones past len from an
-// earlier use of the table so that their small arrays need no new allocation.
+// growSets extends sets by n empty sets (the ones past len were emptied by Release).
 func growSets(sets []bitmapstate.Set, n int) []bitmapstate.Set {
-	l := len(sets)
-	if cap(sets)-l >= n {
-		sets = sets[:l+n]
-		for i := l; i < l+n; i++ {
-			sets[i].Reset()
-		}
-		return sets
+	if l := len(sets); cap(sets)-l >= n {
+		return sets[:l+n]
 	}
 	for i := 0; i < n; i++ {
 		sets = append(sets, bitmapstate.Set{})
@@ -741,8 +752,12 @@ func (t *instTable) openSet(a *Aggregator, r, f int) *bitmapstate.Set {
 	return &t.open[int(ob)*a.ndf+f]
 }
 
+// nodes returns layer 1 followed by layer 2's nodes.
 func (a *Aggregator) nodes() []*node {
-	return append([]*node{a.layer1}, a.layer2...)
+	if len(a.all) != 1+len(a.layer2) {
+		a.all = append(append(a.all[:0], a.layer1), a.layer2...)
+	}
+	return a.all
 }
 
 // Advance moves the watermark to wm (Unix ms; it never moves back) and closes every window
@@ -810,7 +825,7 @@ func (a *Aggregator) dropOpenSets(in *instance) {
 				ob := int64(t.recs[r+recOpen])
 				if ob >= 0 && int32(t.recs[r+recSlice]) < in.closedSlices {
 					for f := 0; f < a.ndf; f++ {
-						t.open[int(ob)*a.ndf+f].Reset()
+						t.open[int(ob)*a.ndf+f].Release(t.setPool)
 					}
 					t.openFree = append(t.openFree, int32(ob))
 					t.recs[r+recOpen] = uint64(math.MaxUint64)

@@ -131,8 +131,9 @@ func (a *Aggregator) Restore(key, val []byte) error {
 	for i := range nd.width {
 		k[1+i] = binary.BigEndian.Uint32(key[10+4*i:])
 	}
-	t := nd.shards[shardOf(hashKey(k), a.n)].table(a, in.id, nd.width)
-	g, fresh := t.keys.findOrInsert(k[1:], hashKey(k[1:]))
+	h := hashKey(k)
+	t := nd.shards[shardOf(h, a.n)].table(a, in.id, nd.width)
+	g, fresh := t.keys.findOrInsert(k[1:], h)
 	if !fresh {
 		return fmt.Errorf("%w: group stored twice", errBadState)
 	}
@@ -167,7 +168,7 @@ func (a *Aggregator) Restore(key, val []byte) error {
 		if open == 1 {
 			for f := 0; f < a.ndf; f++ {
 				var err error
-				if b, err = t.openSet(a, r, f).ReadBinary(b); err != nil {
+				if b, err = t.openSet(a, r, f).ReadBinaryWith(t.setPool, b); err != nil {
 					return fmt.Errorf("%w: %v", errBadState, err)
 				}
 			}
@@ -176,7 +177,7 @@ func (a *Aggregator) Restore(key, val []byte) error {
 	grp.maxSlice = int32(maxSlice)
 	for f := 0; f < a.ndf; f++ {
 		var err error
-		if b, err = t.sets[int(g)*a.ndf+f].ReadBinary(b); err != nil {
+		if b, err = t.sets[int(g)*a.ndf+f].ReadBinaryWith(t.setPool, b); err != nil {
 			return fmt.Errorf("%w: %v", errBadState, err)
 		}
 	}

@@ -8,10 +8,13 @@ import (
 
 // keyTable is an open-addressing hash table from fixed-width []uint32 keys to dense entry
 // indices 0, 1, 2 … in insertion order. Keys live in one flat slice, so inserting allocates
-// nothing once the table has grown to its working size, and reset keeps every buffer.
+// nothing once the table has grown to its working size, and reset keeps every buffer. The
+// caller supplies each key's hash (any function of the key, used consistently for one table):
+// the table keeps its low 32 bits, to skip most key comparisons and to grow without rehashing.
 type keyTable struct {
 	width int
 	keys  []uint32 // entry i's key is keys[i*width : (i+1)*width]
+	tags  []uint32 // entry i's hash, low 32 bits
 	slots []int32  // entry index + 1; 0 is empty. len is a power of two.
 	mask  uint64
 	n     int32
@@ -29,26 +32,33 @@ func hashKey(k []uint32) uint64 {
 	return xxhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&k[0])), len(k)*4))
 }
 
-// findOrInsert returns the entry of key (hash h = hashKey(key) or any function of the key that
-// the caller uses consistently) and whether it was inserted now.
+// findOrInsert returns the entry of key, whose hash is h (hashKey(key) or any other function of
+// the key that the caller uses consistently for this table), and whether it was inserted now.
 func (t *keyTable) findOrInsert(key []uint32, h uint64) (int32, bool) {
 	if int(t.n+1)*4 > len(t.slots)*3 {
 		t.grow()
 	}
-	w := t.width
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	w, tag := t.width, uint32(h)
+	for i := uint64(tag) & t.mask; ; i = (i + 1) & t.mask {
 		s := t.slots[i]
 		if s == 0 {
 			t.slots[i] = t.n + 1
 			t.keys = append(t.keys, key...)
+			t.tags = append(t.tags, tag)
 			t.n++
 			return t.n - 1, true
 		}
 		e := int(s - 1)
-		if equalKey(t.keys[e*w:e*w+w], key) {
+		if t.tags[e] == tag && equalKey(t.keys[e*w:e*w+w], key) {
 			return s - 1, false
 		}
 	}
+}
+
+// withSlice derives the hash of [key…, slice] from h, the hash of key.
+func withSlice(h uint64, slice uint32) uint64 {
+	h ^= (uint64(slice) + 1) * 0x9E3779B97F4A7C15
+	return h ^ h>>29
 }
 
 func equalKey(a, b []uint32) bool {
@@ -67,10 +77,8 @@ func (t *keyTable) grow() {
 	}
 	t.slots = make([]int32, n)
 	t.mask = uint64(n - 1)
-	w := t.width
 	for e := int32(0); e < t.n; e++ {
-		h := hashKey(t.keys[int(e)*w : int(e)*w+w])
-		for i := h & t.mask; ; i = (i + 1) & t.mask {
+		for i := uint64(t.tags[e]) & t.mask; ; i = (i + 1) & t.mask {
 			if t.slots[i] == 0 {
 				t.slots[i] = e + 1
 				break
@@ -91,10 +99,11 @@ func (t *keyTable) reset() {
 	}
 	clear(t.slots)
 	t.keys = t.keys[:0]
+	t.tags = t.tags[:0]
 	t.n = 0
 }
 
 // sizeBytes is the memory the table holds.
 func (t *keyTable) sizeBytes() uint64 {
-	return uint64(cap(t.keys))*4 + uint64(cap(t.slots))*4
+	return uint64(cap(t.keys))*4 + uint64(cap(t.tags))*4 + uint64(cap(t.slots))*4
 }

@@ -134,3 +134,116 @@ func TestAddSorted(t *testing.T) {
 		}
 	}
 }
+
+// TestBlocksAgainstMap drives large sets (sparse and dense blocks, several blocks) through
+// AddWith, AddSortedWith and RemoveWith on a shared Pool, checking each against a Go map, then
+// releases them into the pool and starts over so that recycled arrays are exercised.
+func TestBlocksAgainstMap(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	p := &Pool{}
+	for trial := 0; trial < 40; trial++ {
+		sets := make([]Set, 3)
+		refs := make([]map[uint32]bool, len(sets))
+		for i := range refs {
+			refs[i] = map[uint32]bool{}
+		}
+		universe := []int{300, 1 << 13, 3 << 16, 1 << 22}[trial%4]
+		for op := 0; op < 6000; op++ {
+			i := r.Intn(len(sets))
+			s, ref := &sets[i], refs[i]
+			switch k := r.Intn(10); {
+			case k < 5:
+				x := uint32(r.Intn(universe))
+				if got, want := s.AddWith(p, x), !ref[x]; got != want {
+					t.Fatalf("trial %d: AddWith(%d) = %v, want %v", trial, x, got, want)
+				}
+				ref[x] = true
+			case k < 9:
+				var ids []uint32
+				lo := r.Intn(universe)
+				for j := 0; j < r.Intn(300); j++ {
+					ids = append(ids, uint32(lo+r.Intn(1+universe/8)))
+				}
+				slices.Sort(ids)
+				ids = slices.Compact(ids)
+				var want []uint32
+				for _, x := range ids {
+					if !ref[x] {
+						want = append(want, x)
+						ref[x] = true
+					}
+				}
+				got := s.AddSortedWith(p, ids, nil)
+				if !slices.Equal(got, want) {
+					t.Fatalf("trial %d: AddSortedWith added %d ids, want %d", trial, len(got), len(want))
+				}
+			default:
+				x := uint32(r.Intn(universe))
+				if got, want := s.RemoveWith(p, x), ref[x]; got != want {
+					t.Fatalf("trial %d: RemoveWith(%d) = %v, want %v", trial, x, got, want)
+				}
+				delete(ref, x)
+			}
+		}
+		for i := range sets {
+			s, ref := &sets[i], refs[i]
+			if s.Len() != uint64(len(ref)) {
+				t.Fatalf("trial %d: Len = %d, want %d", trial, s.Len(), len(ref))
+			}
+			want := make([]uint32, 0, len(ref))
+			for x := range ref {
+				want = append(want, x)
+			}
+			slices.Sort(want)
+			if got := s.AppendIDs(nil); !slices.Equal(got, want) {
+				t.Fatalf("trial %d: AppendIDs differs from the oracle", trial)
+			}
+			for k := 0; k < 200; k++ {
+				x := uint32(r.Intn(universe))
+				if s.Contains(x) != ref[x] {
+					t.Fatalf("trial %d: Contains(%d) = %v", trial, x, !ref[x])
+				}
+			}
+			var back Set
+			if rest, err := back.ReadBinaryWith(p, s.AppendBinary(nil)); err != nil || len(rest) != 0 {
+				t.Fatalf("trial %d: round trip: %v", trial, err)
+			}
+			if got := back.AppendIDs(nil); !slices.Equal(got, want) {
+				t.Fatalf("trial %d: round trip differs", trial)
+			}
+			back.Release(p)
+			s.Release(p)
+		}
+	}
+	if st := p.Stats(); st.Hits == 0 {
+		t.Fatalf("pool never reused memory: %+v", st)
+	}
+}
+
+// TestPoolSteadyStateAllocs checks that refilling released sets with the same ids allocates
+// nothing once the pool is warm.
+func TestPoolSteadyStateAllocs(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	ids := make([][]uint32, 50)
+	for i := range ids {
+		for j := 0; j < 1+r.Intn(3000); j++ {
+			ids[i] = append(ids[i], uint32(r.Intn(200_000)))
+		}
+	}
+	p := &Pool{MaxFree: 64 << 20}
+	sets := make([]Set, len(ids))
+	fill := func() {
+		for i := range sets {
+			for _, x := range ids[i] {
+				sets[i].AddWith(p, x)
+			}
+		}
+		for i := range sets {
+			sets[i].Release(p)
+		}
+	}
+	fill()
+	if a := testing.AllocsPerRun(5, fill); a != 0 {
+		t.Fatalf("%v allocations per refill, want 0", a)
+	}
+}
