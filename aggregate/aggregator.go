@@ -26,6 +26,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cubed-olap/cubed/bitmapstate"
 	"github.com/cubed-olap/cubed/cube"
@@ -125,6 +126,17 @@ type Aggregator struct {
 
 	// closedSinceCheckpoint lists the instances closed since the last WriteCheckpoint.
 	closedSinceCheckpoint []instKey
+
+	// Block state store (see store.go).
+	reader      StateReader
+	statePrefix []byte
+	memoryLimit uint64
+	errMu       sync.Mutex
+	err         error
+	restoring   restoreState
+	ckBlocks    int // blocks written by checkpoints
+	evictions   int // blocks evicted
+	loads       atomic.Int64
 }
 
 type instKey struct {
@@ -151,6 +163,7 @@ type node struct {
 }
 
 type shard struct {
+	node   int // index in Aggregator.nodes
 	tables map[uint32]*instTable
 	pool   []*instTable      // released tables kept for reuse, at most peak of them
 	peak   int               // most tables live at once
@@ -174,6 +187,7 @@ type group struct {
 // earlier slice; closed slices keep only their counts.
 type instTable struct {
 	inst        *instance
+	node        int               // index in Aggregator.nodes
 	setPool     *bitmapstate.Pool // the shard's
 	keys        keyTable
 	groups      []group
@@ -220,6 +234,11 @@ func New(p *cube.Plan, opts ...Option) *Aggregator {
 			continue
 		}
 		a.layer2 = append(a.layer2, a.newNode(i, len(gs.Dims), gs.Project))
+	}
+	for ni, nd := range a.nodes() {
+		for _, sh := range nd.shards {
+			sh.node = ni
+		}
 	}
 	for w := 0; w < a.n; w++ {
 		pw := &preWorker{a: a, wins: append([]windower(nil), a.wins...), out: make([]partialTable, a.n),
@@ -534,6 +553,7 @@ func (sh *shard) table(a *Aggregator, inst uint32, width int) *instTable {
 		t = &instTable{keys: newKeyTable(width)}
 	}
 	t.inst = in
+	t.node = sh.node
 	t.setPool = sh.sets
 	t.emittedStep = -1
 	sh.tables[inst] = t
@@ -654,6 +674,9 @@ func (a *Aggregator) mergeIDs(t *instTable, g int32, r int, slice int32, p *part
 		}
 		dw := recCells + a.layout.distinct[f]
 		set := &t.sets[int(g)*a.ndf+f]
+		if set.HasEvicted() && !a.loadBlocks(t, g, f, set, ids) {
+			continue
+		}
 		if len(ids) < 32 || !set.IsBig() {
 			// Few ids or a small set: one by one, no sort.
 			for _, x := range ids {
@@ -950,21 +973,28 @@ type Stats struct {
 	Instances int
 	// Groups is the number of groups per node: index 0 is layer 1, then layer 2's grouping sets.
 	Groups []int
-	// StateBytes estimates the memory held by group state, id sets and key tables.
+	// StateBytes estimates the memory held by group state, id sets, key tables and the memory
+	// pools kept for reuse.
 	StateBytes uint64
+	// EvictedBlocks is the number of distinct-set blocks held only in the state store now
+	// (see Evict); BlockLoads counts the blocks read back since start.
+	EvictedBlocks int
+	BlockLoads    int64
 }
 
 // Stats returns the current state sizes.
 func (a *Aggregator) Stats() Stats {
-	st := Stats{Instances: len(a.instances)}
+	st := Stats{Instances: len(a.instances), BlockLoads: a.loads.Load()}
 	for _, nd := range a.nodes() {
 		groups := 0
 		for _, sh := range nd.shards {
+			st.StateBytes += uint64(sh.sets.Stats().FreeBytes)
 			for _, t := range sh.tables {
 				groups += len(t.groups)
 				st.StateBytes += t.keys.sizeBytes() + uint64(cap(t.groups))*16 + uint64(cap(t.recs))*8
 				for i := range t.sets {
 					st.StateBytes += t.sets[i].SizeBytes()
+					st.EvictedBlocks += t.sets[i].EvictedBlocks()
 				}
 				for i := range t.open {
 					st.StateBytes += t.open[i].SizeBytes()

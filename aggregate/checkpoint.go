@@ -22,10 +22,17 @@ type StateWriter interface {
 //	dims     4 bytes each, big-endian dictionary ids (the node's key)
 //
 // and the value is the group: its max slice, its slice records (slice, cells, and while the
-// slice is open the ids first seen in it) and its distinct sets. Groups are written when they
-// changed since the last checkpoint; a closed window's groups are deleted with one range
-// deletion per node. Emission progress is not stored: after a restore every group is emitted
-// once more (upserts with the same values).
+// slice is open the ids first seen in it) and the heads of its distinct sets
+// (bitmapstate.Set.AppendHead: a small set whole, a large one its cardinality). Each block of a
+// large set is its own key, the group's key followed by
+//
+//	field    1 byte   index into Plan.DistinctFields
+//	block    2 bytes  the block key (id >> bitmapstate.BlockBits), big-endian
+//
+// so that it sorts right after its group. Groups are written when they changed since the last
+// checkpoint, and of their blocks only those that changed; a closed window's groups and blocks
+// are deleted with one range deletion per node. Emission progress is not stored: after a
+// restore every group is emitted once more (upserts with the same values).
 
 // markCheckpointDirty records that group g of t changed since the last checkpoint.
 func (t *instTable) markCheckpointDirty(g int32) {
@@ -92,12 +99,29 @@ func (a *Aggregator) WriteCheckpoint(prefix []byte, w StateWriter) (groups int, 
 						}
 					}
 					for f := 0; f < a.ndf; f++ {
-						val = t.sets[int(g)*a.ndf+f].AppendBinary(val)
+						val = t.sets[int(g)*a.ndf+f].AppendHead(val)
 					}
 					if err := w.Set(key, val); err != nil {
 						return groups, err
 					}
 					groups++
+					for f := 0; f < a.ndf; f++ {
+						set := &t.sets[int(g)*a.ndf+f]
+						if !set.IsBig() {
+							continue
+						}
+						gk := len(key)
+						key = append(key, byte(f), 0, 0)
+						val, err = set.FlushDirty(val, func(bk uint16, enc []byte) error {
+							binary.BigEndian.PutUint16(key[gk+1:], bk)
+							a.ckBlocks++
+							return w.Set(key, enc)
+						})
+						if err != nil {
+							return groups, err
+						}
+						key = key[:gk]
+					}
 				}
 				t.ckDirty = t.ckDirty[:0]
 			}
@@ -121,8 +145,14 @@ func (a *Aggregator) Restore(key, val []byte) error {
 		return fmt.Errorf("%w: node %d window %d", errBadState, ni, w)
 	}
 	nd := nodes[ni]
+	if len(key) == 10+4*nd.width+3 {
+		return a.restoreBlock(key, val)
+	}
 	if len(key) != 10+4*nd.width {
 		return fmt.Errorf("%w: key of %d bytes for %d dimensions", errBadState, len(key), nd.width)
+	}
+	if err := a.checkRestoredBlocks(); err != nil {
+		return err
 	}
 	_, end := instanceBounds(a.wins[w].spec.Granularity, a.wins[w].loc, start)
 	in := a.instanceFor(w, start, end)
@@ -175,11 +205,16 @@ func (a *Aggregator) Restore(key, val []byte) error {
 		}
 	}
 	grp.maxSlice = int32(maxSlice)
+	rs := &a.restoring
+	rs.t, rs.g, rs.key = t, g, append(rs.key[:0], key...)
+	rs.blocks = rs.blocks[:0]
 	for f := 0; f < a.ndf; f++ {
 		var err error
-		if b, err = t.sets[int(g)*a.ndf+f].ReadBinaryWith(t.setPool, b); err != nil {
+		var nb int
+		if b, nb, err = t.sets[int(g)*a.ndf+f].ReadHead(t.setPool, b); err != nil {
 			return fmt.Errorf("%w: %v", errBadState, err)
 		}
+		rs.blocks = append(rs.blocks, nb)
 	}
 	if len(b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", errBadState, len(b))
@@ -187,10 +222,65 @@ func (a *Aggregator) Restore(key, val []byte) error {
 	return nil
 }
 
+// restoreState follows Restore through a group and its blocks (which come right after it).
+type restoreState struct {
+	t      *instTable
+	g      int32
+	key    []byte // the group's key
+	blocks []int  // per distinct field: blocks still to come
+	bytes  uint64 // block bytes loaded into memory so far
+}
+
+// restoreBlock attaches one stored block to the group restored last: loaded while the restored
+// blocks fit half the memory limit, registered as evicted (loaded on demand) beyond.
+func (a *Aggregator) restoreBlock(key, val []byte) error {
+	rs := &a.restoring
+	gk := len(key) - 3
+	if rs.t == nil || string(key[:gk]) != string(rs.key) {
+		return fmt.Errorf("%w: block without its group", errBadState)
+	}
+	f := int(key[gk])
+	if f >= a.ndf || rs.blocks[f] == 0 {
+		return fmt.Errorf("%w: unexpected block of field %d", errBadState, f)
+	}
+	rs.blocks[f]--
+	load := a.reader == nil || a.memoryLimit == 0 || rs.bytes+uint64(len(val)) <= a.memoryLimit/2
+	if load {
+		rs.bytes += uint64(len(val))
+	}
+	set := &rs.t.sets[int(rs.g)*a.ndf+f]
+	if err := set.AttachBlock(rs.t.setPool, binary.BigEndian.Uint16(key[gk+1:]), val, load); err != nil {
+		return fmt.Errorf("%w: %v", errBadState, err)
+	}
+	return nil
+}
+
+// checkRestoredBlocks verifies that the group restored last got all its blocks.
+func (a *Aggregator) checkRestoredBlocks() error {
+	rs := &a.restoring
+	if rs.t == nil {
+		return nil
+	}
+	for f, n := range rs.blocks {
+		if n != 0 {
+			return fmt.Errorf("%w: %d blocks of field %d missing", errBadState, n, f)
+		}
+		if err := rs.t.sets[int(rs.g)*a.ndf+f].Verify(); err != nil {
+			return fmt.Errorf("%w: %v", errBadState, err)
+		}
+	}
+	rs.t = nil
+	return nil
+}
+
 // FinishRestore sets the watermark and max event time of the checkpoint the groups came from,
 // so that slice closing, late detection and cumulative steps continue where they were. Every
 // restored group is emitted again at the next Emit or Advance.
-func (a *Aggregator) FinishRestore(watermark, maxTime int64) {
+func (a *Aggregator) FinishRestore(watermark, maxTime int64) error {
+	if err := a.checkRestoredBlocks(); err != nil {
+		return err
+	}
+	a.restoring = restoreState{}
 	a.watermark, a.maxTime = watermark, maxTime
 	for _, in := range a.instances {
 		win := &a.wins[in.window]
@@ -200,4 +290,5 @@ func (a *Aggregator) FinishRestore(watermark, maxTime int64) {
 		}
 	}
 	a.updateSteps()
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cubed-olap/cubed/cube"
+	"github.com/cubed-olap/cubed/dictionary"
 )
 
 // memState is a StateWriter over a map, standing in for the pebble batch of the pipeline.
@@ -92,4 +93,96 @@ func TestCheckpointRestore(t *testing.T) {
 			compareRows(t, store, want)
 		})
 	}
+}
+
+// TestMemoryBudget runs with a state memory limit far below the state (1 byte): after every
+// checkpoint every clean block is evicted and read back from the store on demand; halfway the
+// aggregator crashes and a fresh one restores with the blocks left in the store. The upserted
+// rows must equal the brute-force oracle, and blocks must really have been evicted and loaded.
+func TestMemoryBudget(t *testing.T) {
+	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	p := testPlan(time.UTC, 10*time.Minute,
+		cube.Window{Granularity: cube.Hour},
+		cube.Window{Granularity: cube.Day, Step: 2 * time.Hour})
+	r := rand.New(rand.NewSource(12))
+	evs := randomEvents(r, 20000, base, 30*time.Hour, 20*time.Minute)
+	for i := range evs {
+		if evs[i].u != dictionary.NoID {
+			evs[i].u = evs[i].u*977 + uint32(r.Intn(3)) // ~5 blocks of ids
+		}
+	}
+	want := oracleRows(p, evs)
+	const batch = 400
+	prefix := []byte("s/t/")
+	state := memState{}
+	read := func(k []byte) ([]byte, error) {
+		v, ok := state[string(k)]
+		if !ok {
+			return nil, fmt.Errorf("key %q not in the store", k)
+		}
+		return v, nil
+	}
+	store := map[string][]string{}
+	emit := func(row *Row) { store[rowKey(row)] = rowValues(row) }
+	maxEvicted := 0
+	var ckWM, ckMax int64
+	run := func(a *Aggregator, from, to int) {
+		var b Batch
+		for i := from; i < to; i += batch {
+			b.Reset()
+			for j := i; j < i+batch && j < to; j++ {
+				e := evs[j]
+				b.Append(e.t, []uint32{e.a, e.b, e.c}, []float64{parseOrNaN(e.v)}, []uint32{e.u})
+			}
+			if late := a.Process(&b, nil); len(late) > 0 {
+				t.Fatalf("%d late events", len(late))
+			}
+			if err := a.Err(); err != nil {
+				t.Fatal(err)
+			}
+			a.Emit(0, emit)
+			a.Advance(a.MaxEventTime()-30*60_000, emit)
+			if _, err := a.WriteCheckpoint(prefix, state); err != nil {
+				t.Fatal(err)
+			}
+			ckWM, ckMax = a.Watermark(), a.MaxEventTime()
+			a.Evict()
+			maxEvicted = max(maxEvicted, a.Stats().EvictedBlocks)
+		}
+	}
+	a := New(p, WithWorkers(2))
+	a.SetStateStore(prefix, read, 1)
+	half := len(evs) / 2 / batch * batch
+	run(a, 0, half)
+	loads := a.Stats().BlockLoads
+	// Crash after the last checkpoint; restore with every block left in the store.
+	b := New(p, WithWorkers(3))
+	b.SetStateStore(prefix, read, 1)
+	keys := make([]string, 0, len(state))
+	for k := range state {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := b.Restore([]byte(k[len(prefix):]), state[k]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.FinishRestore(ckWM, ckMax); err != nil {
+		t.Fatal(err)
+	}
+	if b.Stats().EvictedBlocks == 0 {
+		t.Fatal("restore under a 1-byte budget loaded every block")
+	}
+	run(b, half, len(evs))
+	b.Advance(math.MaxInt64, emit)
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	loads += b.Stats().BlockLoads
+	t.Logf("peak evicted blocks %d, blocks loaded back %d", maxEvicted, loads)
+	if maxEvicted == 0 || loads == 0 {
+		t.Fatalf("nothing evicted (%d) or loaded (%d)", maxEvicted, loads)
+	}
+	compareRows(t, store, want)
 }

@@ -119,11 +119,12 @@ func (s *Set) toBlocks(p *Pool) {
 		for _, x := range ids[i:j] {
 			data = append(data, uint16(x))
 		}
-		s.dir = append(s.dir, block{key: uint16(key), n: uint32(j - i), data: data})
+		s.dir = append(s.dir, block{key: uint16(key), flags: fDirty | fRef, n: uint32(j - i), data: data})
 		i = j
 	}
 	p.put32(s.ext)
 	s.ext = nil
+	s.inl = [inlineCap]uint32{} // inl[0] counts evicted blocks from now on
 }
 
 // blockFor returns the index of x's block, inserting an empty one when missing.
@@ -143,12 +144,13 @@ func (s *Set) blockFor(p *Pool, key uint16) int {
 		s.dir = s.dir[:n+1]
 		copy(s.dir[i+1:], s.dir[i:n])
 	}
-	s.dir[i] = block{key: key, data: p.get16(4)}
+	s.dir[i] = block{key: key, flags: fDirty, data: p.get16(4)}
 	return i
 }
 
 func (s *Set) addBig(p *Pool, x uint32) bool {
 	i := s.blockFor(p, uint16(x>>BlockBits))
+	s.dir[i].mustBeResident()
 	if s.dir[i].add(p, uint16(x)) {
 		s.n++
 		return true
@@ -160,7 +162,7 @@ func (s *Set) addBig(p *Pool, x uint32) bool {
 func (s *Set) Contains(x uint32) bool {
 	if s.dir != nil {
 		i, found := findBlock(s.dir, uint16(x>>BlockBits))
-		return found && s.dir[i].contains(uint16(x))
+		return found && s.dir[i].mustBeResident() && s.dir[i].contains(uint16(x))
 	}
 	if s.n <= inlineCap {
 		for i := uint32(0); i < s.n; i++ {
@@ -182,7 +184,7 @@ func (s *Set) Remove(x uint32) bool { return s.RemoveWith(nil, x) }
 func (s *Set) RemoveWith(p *Pool, x uint32) bool {
 	if s.dir != nil {
 		i, found := findBlock(s.dir, uint16(x>>BlockBits))
-		if !found || !s.dir[i].remove(uint16(x)) {
+		if !found || !s.dir[i].mustBeResident() || !s.dir[i].remove(uint16(x)) {
 			return false
 		}
 		s.n--
@@ -226,6 +228,7 @@ func (s *Set) Each(fn func(x uint32)) {
 	switch {
 	case s.dir != nil:
 		for i := range s.dir {
+			s.dir[i].mustBeResident()
 			s.dir[i].each(fn)
 		}
 	case s.n <= inlineCap:
@@ -246,6 +249,7 @@ func (s *Set) AppendIDs(dst []uint32) []uint32 {
 	switch {
 	case s.dir != nil:
 		for i := range s.dir {
+			s.dir[i].mustBeResident()
 			dst = s.dir[i].appendIDs(dst)
 		}
 		return dst
@@ -263,6 +267,7 @@ func (s *Set) AppendIDs(dst []uint32) []uint32 {
 // which it keeps for reuse.
 func (s *Set) Reset() {
 	s.n = 0
+	s.inl = [inlineCap]uint32{}
 	s.dir = nil
 	if s.ext != nil {
 		s.ext = s.ext[:0]
@@ -418,6 +423,7 @@ func (s *Set) AddSortedWith(p *Pool, ids []uint32, added []uint32) []uint32 {
 			l = append(l, uint16(x))
 		}
 		bi := s.blockFor(p, uint16(key))
+		s.dir[bi].mustBeResident()
 		n0 := len(added)
 		added = s.dir[bi].addSorted(p, l, added)
 		s.n += uint32(len(added) - n0)

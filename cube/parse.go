@@ -224,7 +224,7 @@ var (
 	modelSchema = &schema{where: "model", keys: []string{"version", "cubes"}, required: []string{"version", "cubes"}}
 	cubeSchema  = &schema{where: "cube",
 		keys: []string{"name", "description", "source", "event_time", "timezone", "dimensions", "measures",
-			"grouping_sets", "cube", "rollup", "windows", "sink", "checkpoint_every"},
+			"grouping_sets", "cube", "rollup", "windows", "sink", "checkpoint_every", "state"},
 		required: []string{"name", "source", "event_time", "measures", "windows"}}
 	sourceSchema    = &schema{where: "source", keys: []string{"kafka", "file", "format", "columns"}}
 	kafkaSchema     = &schema{where: "source.kafka", keys: []string{"brokers", "topic", "group", "start"}, required: []string{"brokers", "topic"}}
@@ -353,6 +353,9 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 			}
 			c.CheckpointEvery = dur
 		}
+	}
+	if v := cm.get("state"); v != nil {
+		d.state(v, c)
 	}
 	if v := cm.get("source"); v != nil {
 		d.source(v, c)

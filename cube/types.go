@@ -43,6 +43,8 @@ type Cube struct {
 	// CheckpointEvery is the cube's checkpoint interval (processing time); 0 leaves the
 	// service's (cubed --checkpoint-every, default 10s).
 	CheckpointEvery time.Duration
+	// State bounds the memory of the cube's aggregation state (`state:`).
+	State StateConfig
 }
 
 // MaxDimensions bounds the dimensions of one cube, so that a grouping-set id fits a uint16.

@@ -201,7 +201,9 @@ func (c *cubeRun) restore() error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("restoring state of cube %q: %w", c.name, err)
 	}
-	c.agg.FinishRestore(rec.Watermark, rec.MaxTime)
+	if err := c.agg.FinishRestore(rec.Watermark, rec.MaxTime); err != nil {
+		return fmt.Errorf("restoring state of cube %q from checkpoint %d: %w", c.name, rec.Seq, err)
+	}
 	c.ck.seq, c.ck.fileLine, c.ck.done = rec.Seq, rec.FileLine, rec.Done
 	c.ck.offsets = map[int32]int64{}
 	now := time.Now()
@@ -266,6 +268,9 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	if !force && now.Sub(c.ck.last) < c.ck.every {
 		return nil
 	}
+	if err := c.agg.Err(); err != nil {
+		return fmt.Errorf("cube %q: %w (restart resumes from the last checkpoint)", c.name, err)
+	}
 	if c.ch != nil && c.ch.buf.Len() > 0 {
 		// A checkpoint must never cover rows that ClickHouse has not got yet.
 		fctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
@@ -320,6 +325,9 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	}
 	for _, m := range marks {
 		m.ns.MarkPersisted(m.upto)
+	}
+	if es := c.agg.Evict(); es.Blocks > 0 {
+		c.s.log.Debug("evicted state blocks", "cube", c.name, "blocks", es.Blocks, "before", es.Before, "after", es.After)
 	}
 	c.ck.seq, c.ck.last = rec.Seq, now
 	offsets := map[int32]int64{}

@@ -27,8 +27,10 @@ type cubeRun struct {
 	name  string
 	table string
 	agg   *aggregate.Aggregator
-	dl    *source.DeadLetter
-	dimNS []dictionary.Namespace // per layer-1 dimension
+	// memLimit is the state memory budget in bytes (state.memory_limit).
+	memLimit int64
+	dl       *source.DeadLetter
+	dimNS    []dictionary.Namespace // per layer-1 dimension
 	// dimVals caches each dimension namespace's Snapshot, refreshed when an id is past its end.
 	dimVals [][]string
 	idNS    []dictionary.Namespace // per distinct field
@@ -96,22 +98,25 @@ type cubeState struct {
 
 // CubeStatus is one cube's entry in /api/v1/status.
 type CubeStatus struct {
-	Name        string             `json:"name"`                 // the cube name
-	Source      string             `json:"source"`               // "file:PATH" or "kafka:TOPIC"
-	Events      uint64             `json:"events"`               // events aggregated
-	BadEvents   uint64             `json:"bad_events"`           // records that did not decode (dead-lettered)
-	LateEvents  uint64             `json:"late_events"`          // events late for at least one window (dead-lettered)
-	EmittedRows uint64             `json:"emitted_rows"`         // result rows written to the sink
-	Watermark   *time.Time         `json:"watermark"`            // event-time watermark; null before any event
-	LastEmit    *time.Time         `json:"last_emit"`            // processing time of the last write; null before any
-	Partitions  []PartitionStatus  `json:"partitions"`           // source partitions (one for a file)
-	Instances   int                `json:"open_windows"`         // window instances open now
-	PeakOpen    int                `json:"peak_open_windows"`    // most window instances open at once since start
-	Groups      []int              `json:"groups"`               // groups per node: layer 1, then layer 2 by grouping set
-	StateBytes  uint64             `json:"state_bytes"`          // estimated bytes of aggregation state
-	DeadLetter  string             `json:"dead_letter"`          // path of the dead-letter file
-	Checkpoints []CheckpointStatus `json:"checkpoints"`          // the last (up to 20) checkpoints
-	SinkError   string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
+	Name        string            `json:"name"`              // the cube name
+	Source      string            `json:"source"`            // "file:PATH" or "kafka:TOPIC"
+	Events      uint64            `json:"events"`            // events aggregated
+	BadEvents   uint64            `json:"bad_events"`        // records that did not decode (dead-lettered)
+	LateEvents  uint64            `json:"late_events"`       // events late for at least one window (dead-lettered)
+	EmittedRows uint64            `json:"emitted_rows"`      // result rows written to the sink
+	Watermark   *time.Time        `json:"watermark"`         // event-time watermark; null before any event
+	LastEmit    *time.Time        `json:"last_emit"`         // processing time of the last write; null before any
+	Partitions  []PartitionStatus `json:"partitions"`        // source partitions (one for a file)
+	Instances   int               `json:"open_windows"`      // window instances open now
+	PeakOpen    int               `json:"peak_open_windows"` // most window instances open at once since start
+	Groups      []int             `json:"groups"`            // groups per node: layer 1, then layer 2 by grouping set
+	StateBytes  uint64            `json:"state_bytes"`       // estimated bytes of aggregation state in memory
+	MemoryLimit int64             `json:"memory_limit"`      // state memory budget in bytes (state.memory_limit)
+	// EvictedBlocks is the number of distinct-set blocks held only in the state store (over budget).
+	EvictedBlocks int                `json:"evicted_blocks"`
+	DeadLetter    string             `json:"dead_letter"`          // path of the dead-letter file
+	Checkpoints   []CheckpointStatus `json:"checkpoints"`          // the last (up to 20) checkpoints
+	SinkError     string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
 }
 
 // PartitionStatus is one source partition's progress.
@@ -151,6 +156,7 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	c := &cubeRun{
 		s: s, plan: p, name: p.Cube.Name, table: p.Cube.Sink.Table,
 		agg:      aggregate.New(p, aggregate.WithWorkers(s.opts.Workers)),
+		memLimit: p.Cube.MemoryLimitBytes(),
 		parts:    map[int32]*partState{},
 		ooo:      p.Cube.EventTime.MaxOutOfOrderness.Milliseconds(),
 		idle:     p.Cube.EventTime.IdleTimeout,
@@ -160,6 +166,14 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	if c.table == "" {
 		c.table = c.name
 	}
+	c.agg.SetStateStore(statePrefix(c.name), func(key []byte) ([]byte, error) {
+		v, closer, err := s.db.Get(key)
+		if err != nil {
+			return nil, err
+		}
+		defer closer.Close()
+		return append([]byte(nil), v...), nil
+	}, uint64(c.memLimit))
 	c.ck.every = s.opts.CheckpointEvery
 	if c.ck.every <= 0 {
 		c.ck.every = DefaultCheckpointEvery
@@ -388,6 +402,9 @@ func (c *cubeRun) collect(r *aggregate.Row) {
 // advance moves the watermark, early-fires windows whose emit_every has passed (when early is
 // set) and writes pending rows.
 func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bool) error {
+	if err := c.agg.Err(); err != nil {
+		return fmt.Errorf("cube %q: %w (restart resumes from the last checkpoint)", c.name, err)
+	}
 	c.agg.Advance(wm, c.collect)
 	if early {
 		for w, spec := range c.plan.Windows {
@@ -513,6 +530,7 @@ func (c *cubeRun) status() CubeStatus {
 		Name: c.name, Events: c.st.events, BadEvents: c.st.bad, LateEvents: c.st.late,
 		EmittedRows: c.st.rows, Partitions: append([]PartitionStatus{}, c.st.parts...),
 		Instances: c.st.stats.Instances, PeakOpen: c.st.peakOpen, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
+		MemoryLimit: c.memLimit, EvictedBlocks: c.st.stats.EvictedBlocks,
 		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
 		Checkpoints: append([]CheckpointStatus{}, c.ck.history...),
 	}
