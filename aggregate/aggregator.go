@@ -980,11 +980,13 @@ type Stats struct {
 	// (see Evict); BlockLoads counts the blocks read back since start.
 	EvictedBlocks int
 	BlockLoads    int64
+	// Evictions counts blocks evicted since start.
+	Evictions int
 }
 
 // Stats returns the current state sizes.
 func (a *Aggregator) Stats() Stats {
-	st := Stats{Instances: len(a.instances), BlockLoads: a.loads.Load()}
+	st := Stats{Instances: len(a.instances), BlockLoads: a.loads.Load(), Evictions: a.evictions}
 	for _, nd := range a.nodes() {
 		groups := 0
 		for _, sh := range nd.shards {

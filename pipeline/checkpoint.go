@@ -326,7 +326,9 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	for _, m := range marks {
 		m.ns.MarkPersisted(m.upto)
 	}
-	if es := c.agg.Evict(); es.Blocks > 0 {
+	es := c.agg.Evict()
+	c.peakState = max(c.peakState, es.Before)
+	if es.Blocks > 0 {
 		c.s.log.Debug("evicted state blocks", "cube", c.name, "blocks", es.Blocks, "before", es.Before, "after", es.After)
 	}
 	c.ck.seq, c.ck.last = rec.Seq, now

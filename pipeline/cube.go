@@ -27,10 +27,12 @@ type cubeRun struct {
 	name  string
 	table string
 	agg   *aggregate.Aggregator
-	// memLimit is the state memory budget in bytes (state.memory_limit).
-	memLimit int64
-	dl       *source.DeadLetter
-	dimNS    []dictionary.Namespace // per layer-1 dimension
+	// memLimit is the state memory budget in bytes (state.memory_limit); peakState the largest
+	// state seen at a checkpoint.
+	memLimit  int64
+	peakState uint64
+	dl        *source.DeadLetter
+	dimNS     []dictionary.Namespace // per layer-1 dimension
 	// dimVals caches each dimension namespace's Snapshot, refreshed when an id is past its end.
 	dimVals [][]string
 	idNS    []dictionary.Namespace // per distinct field
@@ -552,7 +554,9 @@ func (c *cubeRun) status() CubeStatus {
 }
 
 func (c *cubeRun) summary() Summary {
-	return Summary{Cube: c.name, Events: c.events, BadEvents: c.bad, LateEvents: c.lateN, Rows: c.rows}
+	st := c.agg.Stats()
+	return Summary{Cube: c.name, Events: c.events, BadEvents: c.bad, LateEvents: c.lateN, Rows: c.rows,
+		PeakStateBytes: c.peakState, Evictions: st.Evictions, BlockLoads: st.BlockLoads}
 }
 
 // runFile reads the cube's file to its end; the end of input moves the watermark to +∞, which

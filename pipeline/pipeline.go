@@ -185,6 +185,12 @@ type Summary struct {
 	BadEvents  uint64 `json:"bad_events"`  // records that did not decode
 	LateEvents uint64 `json:"late_events"` // late events
 	Rows       uint64 `json:"rows"`        // result rows written
+	// PeakStateBytes is the largest aggregation state seen at a checkpoint, before eviction.
+	PeakStateBytes uint64 `json:"peak_state_bytes"`
+	// Evictions counts distinct-set blocks dropped from memory to stay within state.memory_limit;
+	// BlockLoads counts those read back.
+	Evictions  int   `json:"evictions"`
+	BlockLoads int64 `json:"block_loads"`
 }
 
 // Replay runs every cube whose source is a file to the end of its input, closes all its windows

@@ -155,6 +155,10 @@ type replaySummary struct {
 	BadEvents  int64  `json:"bad_events"`
 	LateEvents int64  `json:"late_events"`
 	Rows       int64  `json:"rows"`
+	// State memory figures (see pipeline.Summary).
+	PeakStateBytes int64 `json:"peak_state_bytes"`
+	Evictions      int64 `json:"evictions"`
+	BlockLoads     int64 `json:"block_loads"`
 }
 
 // runReplay runs `cubed replay --config cfg --data-dir dataDir`, requires exit code 0, and returns

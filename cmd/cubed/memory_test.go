@@ -1,0 +1,51 @@
+package main_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestReplayMemoryBudget replays the real data sets with a state memory limit of 1 MiB, several
+// times below their state, and checkpoints every 100 ms, so that distinct-set blocks are evicted
+// after checkpoints and read back when their ids come again. Every row must still equal the
+// oracle, and the summary must show that eviction and loading really happened.
+func TestReplayMemoryBudget(t *testing.T) {
+	const limit = 1 << 20
+	for _, rc := range realConfigs[:2] {
+		t.Run(rc.name, func(t *testing.T) {
+			data := dataFile(t, rc.file)
+			tmp := t.TempDir()
+			model := rewriteModel(t, filepath.Join(repoRoot(t), "configs", rc.name+".yaml"), func(c map[string]any) {
+				subMap(subMap(c, "source"), "file")["path"] = data
+				c["state"] = map[string]any{"memory_limit": "1MiB"}
+				c["checkpoint_every"] = "100ms"
+			})
+			cfg := filepath.Join(tmp, rc.name+".yaml")
+			if err := os.WriteFile(cfg, model, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cubes, err := oLoadModel(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := computeAsync(cubes)
+			dir := filepath.Join(tmp, "data")
+			sums := runReplay(t, cfg, dir, 150*time.Second)
+			for _, res := range wait(t) {
+				s := sums[res.Cube.Name]
+				t.Logf("cube %s: peak state %d bytes (limit %d), %d blocks evicted, %d loaded back",
+					res.Cube.Name, s.PeakStateBytes, limit, s.Evictions, s.BlockLoads)
+				if s.PeakStateBytes < 2*limit || s.Evictions == 0 || s.BlockLoads == 0 {
+					t.Errorf("cube %s: peak state %d bytes, %d evictions, %d loads: the budget was not exercised",
+						res.Cube.Name, s.PeakStateBytes, s.Evictions, s.BlockLoads)
+				}
+				if s.Events != res.Events || s.LateEvents != 0 {
+					t.Errorf("cube %s: %d events (%d late), want %d", res.Cube.Name, s.Events, s.LateEvents, res.Events)
+				}
+				checkAgainstOracle(t, res.Cube, res, cfg, dir)
+			}
+		})
+	}
+}
