@@ -5,11 +5,8 @@
 package dictionary
 
 import (
-	"fmt"
 	"math"
 	"sync"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // NoID is the id of "no value": it is never assigned to a string.
@@ -79,121 +76,4 @@ func (m *Memory) Names() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]string(nil), m.names...)
-}
-
-// shardCount is the number of independently locked maps of a namespace, so that concurrent
-// decoders rarely touch the same lock.
-const shardCount = 64
-
-// memNamespace is value → id maps sharded by a hash of the value, plus the values in id order.
-type memNamespace struct {
-	shards    [shardCount]memShard
-	valMu     sync.RWMutex // guards values and persisted; taken inside a shard lock when assigning
-	values    []string     // values[id]
-	persisted uint32       // ids below are durable
-}
-
-type memShard struct {
-	mu  sync.RWMutex // guards ids
-	ids map[string]uint32
-	_   [32]byte // keep shards on separate cache lines
-}
-
-func newMemNamespace() *memNamespace {
-	n := &memNamespace{}
-	for i := range n.shards {
-		n.shards[i].ids = map[string]uint32{}
-	}
-	return n
-}
-
-func (n *memNamespace) shard(v []byte) *memShard {
-	return &n.shards[xxhash.Sum64(v)%shardCount]
-}
-
-func (n *memNamespace) ID(v []byte) uint32 {
-	sh := n.shard(v)
-	sh.mu.RLock()
-	id, ok := sh.ids[string(v)]
-	sh.mu.RUnlock()
-	if ok {
-		return id
-	}
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if id, ok := sh.ids[string(v)]; ok {
-		return id
-	}
-	s := string(v)
-	n.valMu.Lock()
-	if len(n.values) >= NoID {
-		n.valMu.Unlock()
-		panic(fmt.Sprintf("BUG: dictionary namespace full (%d ids)", len(n.values)))
-	}
-	id = uint32(len(n.values))
-	n.values = append(n.values, s)
-	n.valMu.Unlock()
-	sh.ids[s] = id
-	return id
-}
-
-func (n *memNamespace) Lookup(v []byte) (uint32, bool) {
-	sh := n.shard(v)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	id, ok := sh.ids[string(v)]
-	return id, ok
-}
-
-func (n *memNamespace) Value(id uint32) (string, bool) {
-	n.valMu.RLock()
-	defer n.valMu.RUnlock()
-	if int64(id) >= int64(len(n.values)) {
-		return "", false
-	}
-	return n.values[id], true
-}
-
-func (n *memNamespace) Len() int {
-	n.valMu.RLock()
-	defer n.valMu.RUnlock()
-	return len(n.values)
-}
-
-func (n *memNamespace) Unpersisted() (uint32, []string) {
-	n.valMu.RLock()
-	defer n.valMu.RUnlock()
-	return n.persisted, n.values[n.persisted:len(n.values):len(n.values)]
-}
-
-func (n *memNamespace) MarkPersisted(upto uint32) {
-	n.valMu.Lock()
-	defer n.valMu.Unlock()
-	if upto > n.persisted && int(upto) <= len(n.values) {
-		n.persisted = upto
-	}
-}
-
-func (n *memNamespace) Restore(id uint32, value string) error {
-	sh := n.shard([]byte(value))
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	n.valMu.Lock()
-	defer n.valMu.Unlock()
-	if int(id) != len(n.values) {
-		return fmt.Errorf("restoring dictionary id %d: expected id %d next", id, len(n.values))
-	}
-	if old, dup := sh.ids[value]; dup {
-		return fmt.Errorf("restoring dictionary id %d: value %q already has id %d", id, value, old)
-	}
-	sh.ids[value] = id
-	n.values = append(n.values, value)
-	n.persisted = id + 1
-	return nil
-}
-
-func (n *memNamespace) Snapshot() []string {
-	n.valMu.RLock()
-	defer n.valMu.RUnlock()
-	return n.values[:len(n.values):len(n.values)]
 }
