@@ -331,6 +331,33 @@ cubes:
     windows: [{granularity: day}]
     checkpoint_every: 0s
 `, `8:23: checkpoint_every must be > 0, got 0s`},
+		{"state sizes", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    state: {memory_limit: 12 parsecs}
+`, `8:27: state memory_limit: bad size "12 parsecs" (use bytes or a size such as 512MiB, 2GiB, 1GB)`},
+		{"dictionary cache", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    state: {dictionary_cache: 1KiB}
+`, `8:31: state dictionary_cache must be at least 64KiB, got 1KiB`},
+		{"state key typo", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    state: {spill: yes}
+`, `8:13: unknown key "spill" in state (valid: memory_limit, dictionary_cache)`},
 		{"sink key typo", `version: 1
 cubes:
   - name: c

@@ -2,8 +2,10 @@ package dictionary
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -16,17 +18,37 @@ const shardCount = 64
 // chunkSize is the size of the byte arenas that hold a shard's values.
 const chunkSize = 64 << 10
 
-// memNamespace is a compact value ↔ id map. Each shard keeps its values' bytes back to back in
-// append-only arena chunks, an entry per value (arena offset and length, 8 bytes; the global id,
-// 4 bytes) and an open-addressing table of entry indices (4 bytes a slot, at most 3/4 full); the
-// namespace keeps, per id, its shard and entry (4 bytes). A value thus costs its length plus
-// about 24 bytes, against 80–90 for a Go map[string]uint32 and a []string (BenchmarkBytesPerID).
+// memNamespace is a compact value ↔ id map. Its current generation (gen) keeps, per shard, the
+// values' bytes back to back in append-only arena chunks, an entry per value (arena offset and
+// length, 8 bytes; the id, 4 bytes) and an open-addressing table of entry indices (4 bytes a
+// slot, at most 3/4 full), and per id assigned in the generation its shard and entry (4 bytes).
+// A value thus costs its length plus about 24 bytes, against 80–90 for a Go map[string]uint32
+// and a []string (BenchmarkBytesPerID).
+//
+// With a Store, the namespace is a cache of it: Trim replaces a generation grown beyond the cache
+// limit by an empty one whose base is the next id; ids below the base are looked up in the
+// Store when they come again (and cached in the new generation). Trim runs only when every id is
+// persisted, so that the Store knows every id the namespace forgets.
 type memNamespace struct {
-	shards    [shardCount]memShard
-	valMu     sync.RWMutex // guards loc, persisted and snap; taken inside a shard lock
-	loc       []uint32     // per id: shard << 26 | entry index in the shard
-	persisted uint32       // ids below are durable
-	snap      []string     // values of ids [0, len(snap)), materialized by Snapshot
+	name  string
+	store Store
+	limit atomic.Int64
+	g     atomic.Pointer[gen]
+
+	mu        sync.Mutex // guards persisted and snap
+	persisted uint32     // ids below are durable
+	snap      []string   // values of ids [0, len(snap)), materialized by Snapshot
+
+	errMu sync.Mutex
+	err   error
+}
+
+// gen is one generation of a namespace.
+type gen struct {
+	shards [shardCount]memShard
+	valMu  sync.RWMutex // guards loc; taken inside a shard lock
+	base   uint32       // ids below were assigned before this generation (in the Store)
+	loc    []uint32     // per id base+i: shard << entryBits | entry index in the shard
 }
 
 const entryBits = 26 // entries per shard < 1<<26, so a namespace holds 4G ids
@@ -40,7 +62,25 @@ type memShard struct {
 	_     [40]byte // keep shards on separate cache lines
 }
 
-func newMemNamespace() *memNamespace { return &memNamespace{} }
+func newMemNamespace(name string, st Store) *memNamespace {
+	n := &memNamespace{name: name, store: st}
+	n.g.Store(&gen{})
+	return n
+}
+
+func (n *memNamespace) fail(err error) {
+	n.errMu.Lock()
+	if n.err == nil {
+		n.err = fmt.Errorf("dictionary %q: %w", n.name, err)
+	}
+	n.errMu.Unlock()
+}
+
+func (n *memNamespace) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
 
 func hashValue(v []byte) uint64 { return xxhash.Sum64(v) }
 
@@ -111,9 +151,10 @@ func (sh *memShard) grow() {
 	sh.slots = slots
 }
 
-// insert adds v (absent, hash h) with the next id and returns it. The caller holds sh.mu.
-func (n *memNamespace) insert(si int, v []byte, h uint64) (uint32, error) {
-	sh := &n.shards[si]
+// insert adds v (absent, hash h) to shard si with id, or with the next id when id is NoID, and
+// returns the id. The caller holds the shard's lock.
+func (g *gen) insert(si int, v []byte, h uint64, id uint32) (uint32, error) {
+	sh := &g.shards[si]
 	if len(sh.ents) >= 1<<entryBits {
 		return 0, fmt.Errorf("dictionary namespace shard full (%d values)", len(sh.ents))
 	}
@@ -121,25 +162,34 @@ func (n *memNamespace) insert(si int, v []byte, h uint64) (uint32, error) {
 		sh.grow()
 	}
 	slot, _ := sh.find(v, h)
-	n.valMu.Lock()
-	if len(n.loc) >= NoID {
-		n.valMu.Unlock()
-		return 0, fmt.Errorf("dictionary namespace full (%d ids)", len(n.loc))
-	}
-	id := uint32(len(n.loc))
 	e := uint32(len(sh.ents))
-	n.loc = append(n.loc, uint32(si)<<entryBits|e)
-	n.valMu.Unlock()
+	if id == NoID {
+		g.valMu.Lock()
+		if uint64(g.base)+uint64(len(g.loc)) >= NoID {
+			g.valMu.Unlock()
+			return 0, fmt.Errorf("dictionary namespace full (%d ids)", uint64(g.base)+uint64(len(g.loc)))
+		}
+		id = g.base + uint32(len(g.loc))
+		g.loc = append(g.loc, uint32(si)<<entryBits|e)
+		g.valMu.Unlock()
+	}
 	sh.ents = append(sh.ents, sh.store(v))
 	sh.ids = append(sh.ids, id)
 	sh.slots[slot] = e + 1
 	return id, nil
 }
 
+func (g *gen) len() uint32 {
+	g.valMu.RLock()
+	defer g.valMu.RUnlock()
+	return g.base + uint32(len(g.loc))
+}
+
 func (n *memNamespace) ID(v []byte) uint32 {
+	g := n.g.Load()
 	h := hashValue(v)
 	si := int(h % shardCount)
-	sh := &n.shards[si]
+	sh := &g.shards[si]
 	sh.mu.RLock()
 	_, e := sh.find(v, h)
 	if e != 0 {
@@ -148,12 +198,24 @@ func (n *memNamespace) ID(v []byte) uint32 {
 		return id
 	}
 	sh.mu.RUnlock()
+	known := uint32(NoID)
+	if g.base > 0 && n.store != nil {
+		// Forgotten by a Trim or not loaded at restore: the Store may know it.
+		id, ok, err := n.store.LookupID(n.name, v)
+		if err != nil {
+			n.fail(err)
+			return NoID
+		}
+		if ok {
+			known = id
+		}
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, e := sh.find(v, h); e != 0 {
 		return sh.ids[e-1]
 	}
-	id, err := n.insert(si, v, h)
+	id, err := g.insert(si, v, h, known)
 	if err != nil {
 		panic("BUG: " + err.Error())
 	}
@@ -161,26 +223,51 @@ func (n *memNamespace) ID(v []byte) uint32 {
 }
 
 func (n *memNamespace) Lookup(v []byte) (uint32, bool) {
+	g := n.g.Load()
 	h := hashValue(v)
-	sh := &n.shards[h%shardCount]
+	sh := &g.shards[h%shardCount]
 	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	if _, e := sh.find(v, h); e != 0 {
-		return sh.ids[e-1], true
+	_, e := sh.find(v, h)
+	if e != 0 {
+		id := sh.ids[e-1]
+		sh.mu.RUnlock()
+		return id, true
+	}
+	sh.mu.RUnlock()
+	if g.base > 0 && n.store != nil {
+		id, ok, err := n.store.LookupID(n.name, v)
+		if err != nil {
+			n.fail(err)
+			return 0, false
+		}
+		return id, ok
 	}
 	return 0, false
 }
 
 // valueOf returns id's value as a new string; false when id was never assigned.
 func (n *memNamespace) valueOf(id uint32) (string, bool) {
-	n.valMu.RLock()
-	if int64(id) >= int64(len(n.loc)) {
-		n.valMu.RUnlock()
+	g := n.g.Load()
+	g.valMu.RLock()
+	if id < g.base {
+		g.valMu.RUnlock()
+		if n.store == nil {
+			return "", false
+		}
+		v, ok, err := n.store.LookupValue(n.name, id)
+		if err != nil {
+			n.fail(err)
+			return "", false
+		}
+		return v, ok
+	}
+	if int64(id-g.base) >= int64(len(g.loc)) {
+		g.valMu.RUnlock()
 		return "", false
 	}
-	l := n.loc[id]
-	n.valMu.RUnlock()
-	sh := &n.shards[l>>entryBits]
+	l := g.loc[id-g.base]
+	g.valMu.RUnlock()
+	sh := &g.shards[l>>entryBits]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	return string(sh.value(l & (1<<entryBits - 1))), true
@@ -188,11 +275,7 @@ func (n *memNamespace) valueOf(id uint32) (string, bool) {
 
 func (n *memNamespace) Value(id uint32) (string, bool) { return n.valueOf(id) }
 
-func (n *memNamespace) Len() int {
-	n.valMu.RLock()
-	defer n.valMu.RUnlock()
-	return len(n.loc)
-}
+func (n *memNamespace) Len() int { return int(n.g.Load().len()) }
 
 // values returns the values of ids [from, to) as new strings.
 func (n *memNamespace) values(from, to uint32) []string {
@@ -205,55 +288,111 @@ func (n *memNamespace) values(from, to uint32) []string {
 }
 
 func (n *memNamespace) Unpersisted() (uint32, []string) {
-	n.valMu.RLock()
-	from, to := n.persisted, uint32(len(n.loc))
-	n.valMu.RUnlock()
-	return from, n.values(from, to)
+	n.mu.Lock()
+	from := n.persisted
+	n.mu.Unlock()
+	return from, n.values(from, uint32(n.Len()))
 }
 
 func (n *memNamespace) MarkPersisted(upto uint32) {
-	n.valMu.Lock()
-	defer n.valMu.Unlock()
-	if upto > n.persisted && int(upto) <= len(n.loc) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if upto > n.persisted && int(upto) <= n.Len() {
 		n.persisted = upto
 	}
 }
 
 func (n *memNamespace) Restore(id uint32, value string) error {
+	g := n.g.Load()
 	v := unsafe.Slice(unsafe.StringData(value), len(value))
 	h := hashValue(v)
 	si := int(h % shardCount)
-	sh := &n.shards[si]
+	sh := &g.shards[si]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if l := n.Len(); int(id) != l {
+	if l := g.len(); id != l {
 		return fmt.Errorf("restoring dictionary id %d: expected id %d next", id, l)
 	}
 	if _, e := sh.find(v, h); e != 0 {
 		return fmt.Errorf("restoring dictionary id %d: value %q already has id %d", id, value, sh.ids[e-1])
 	}
-	if _, err := n.insert(si, v, h); err != nil {
+	if _, err := g.insert(si, v, h, NoID); err != nil {
 		return fmt.Errorf("restoring dictionary id %d: %w", id, err)
 	}
-	n.valMu.Lock()
+	n.mu.Lock()
 	n.persisted = id + 1
-	n.valMu.Unlock()
+	n.mu.Unlock()
 	return nil
+}
+
+func (n *memNamespace) RestoreLazy(count uint32) error {
+	if n.store == nil {
+		return errors.New("restoring dictionary lazily: no store")
+	}
+	if n.Len() != 0 {
+		return fmt.Errorf("restoring dictionary lazily: namespace already holds %d ids", n.Len())
+	}
+	n.g.Store(&gen{base: count})
+	n.mu.Lock()
+	n.persisted = count
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *memNamespace) SetCacheLimit(bytes int64) { n.limit.Store(bytes) }
+
+func (n *memNamespace) SizeBytes() int64 {
+	g := n.g.Load()
+	var b int64
+	for i := range g.shards {
+		sh := &g.shards[i]
+		sh.mu.RLock()
+		b += 4*int64(cap(sh.slots)) + 8*int64(cap(sh.ents)) + 4*int64(cap(sh.ids)) + 24*int64(cap(sh.arena))
+		for _, c := range sh.arena {
+			b += int64(cap(c))
+		}
+		sh.mu.RUnlock()
+	}
+	g.valMu.RLock()
+	b += 4 * int64(cap(g.loc))
+	g.valMu.RUnlock()
+	n.mu.Lock()
+	for _, s := range n.snap {
+		b += 16 + int64(len(s))
+	}
+	n.mu.Unlock()
+	return b
+}
+
+func (n *memNamespace) Trim() bool {
+	limit := n.limit.Load()
+	if n.store == nil || limit <= 0 || n.SizeBytes() <= limit {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := uint32(n.Len())
+	if n.persisted != l {
+		return false
+	}
+	n.g.Store(&gen{base: l})
+	return true
 }
 
 // Snapshot materializes the values as strings once and extends them as ids are added: meant for
 // the small namespaces of dimension values, whose strings queries and emission need.
 func (n *memNamespace) Snapshot() []string {
-	n.valMu.RLock()
-	have, want := len(n.snap), len(n.loc)
+	n.mu.Lock()
+	have := len(n.snap)
 	snap := n.snap
-	n.valMu.RUnlock()
-	if have == want {
+	n.mu.Unlock()
+	want := n.Len()
+	if have >= want {
 		return snap[:have:have]
 	}
 	more := n.values(uint32(have), uint32(want))
-	n.valMu.Lock()
-	defer n.valMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if len(n.snap) == have {
 		n.snap = append(n.snap, more...)
 	}

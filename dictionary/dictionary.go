@@ -35,6 +35,31 @@ type Namespace interface {
 	// Restore re-assigns a durable id while loading: ids must come in order 0, 1, 2 … before
 	// any other use of the namespace. It fails on a gap or a duplicate value.
 	Restore(id uint32, value string) error
+	// RestoreLazy, instead of Restore calls, declares that ids 0 … n-1 are durable in the
+	// dictionary's Store without loading them: they are looked up there when first needed.
+	// It fails when the namespace has no Store or already holds ids.
+	RestoreLazy(n uint32) error
+	// SetCacheLimit bounds the namespace's memory, in bytes (0: unbounded). With a Store, Trim
+	// keeps the namespace within it.
+	SetCacheLimit(bytes int64)
+	// SizeBytes returns the memory the namespace holds.
+	SizeBytes() int64
+	// Trim, when every id is persisted and the namespace holds more than its cache limit,
+	// drops its in-memory entries (they stay in the Store and are looked up again when needed)
+	// and reports whether it did.
+	Trim() bool
+	// Err returns the first error of reading the Store; ids handed out after it may be wrong.
+	Err() error
+}
+
+// Store is the durable side of a dictionary: the ids and values written by checkpoints (the
+// caller writes them; the dictionary only reads). Its methods are called from several
+// goroutines at once.
+type Store interface {
+	// LookupID returns the id stored for value v in namespace ns.
+	LookupID(ns string, v []byte) (id uint32, ok bool, err error)
+	// LookupValue returns the value stored for id in namespace ns.
+	LookupValue(ns string, id uint32) (v string, ok bool, err error)
 }
 
 // Dictionary is a set of namespaces, each named for the field it encodes ("dim:channel",
@@ -46,16 +71,24 @@ type Dictionary interface {
 	Names() []string
 }
 
-// Memory is an in-memory Dictionary.
+// Memory is a Dictionary held in memory, optionally backed by a Store that lets its namespaces
+// stay within a memory bound (a cache of the Store) and restart without loading every id.
 type Memory struct {
 	mu    sync.Mutex // guards names and spaces
 	names []string
 	space map[string]*memNamespace
+	store Store
 }
 
-// NewMemory returns an empty in-memory dictionary.
+// NewMemory returns an empty in-memory dictionary without a Store: namespaces hold every id.
 func NewMemory() *Memory {
 	return &Memory{space: map[string]*memNamespace{}}
+}
+
+// NewStored returns an empty dictionary whose namespaces read ids they no longer (or not yet)
+// hold in memory from st.
+func NewStored(st Store) *Memory {
+	return &Memory{space: map[string]*memNamespace{}, store: st}
 }
 
 // Namespace implements Dictionary.
@@ -64,7 +97,7 @@ func (m *Memory) Namespace(name string) Namespace {
 	defer m.mu.Unlock()
 	ns, ok := m.space[name]
 	if !ok {
-		ns = newMemNamespace()
+		ns = newMemNamespace(name, m.store)
 		m.space[name] = ns
 		m.names = append(m.names, name)
 	}

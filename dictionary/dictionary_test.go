@@ -2,6 +2,7 @@ package dictionary
 
 import (
 	"fmt"
+	"math/rand"
 	"runtime"
 	"sync"
 	"testing"
@@ -131,4 +132,93 @@ func BenchmarkBytesPerID(b *testing.B) {
 		b.ReportMetric((float64(m1.HeapAlloc)-float64(m0.HeapAlloc))/n, "B/id")
 		runtime.KeepAlive(ns)
 	}
+}
+
+// mapStore is a Store over Go maps, filled by the test's checkpoints.
+type mapStore struct {
+	mu   sync.Mutex
+	ids  map[string]uint32
+	vals map[uint32]string
+}
+
+func (m *mapStore) LookupID(ns string, v []byte) (uint32, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.ids[ns+"\x00"+string(v)]
+	return id, ok, nil
+}
+
+func (m *mapStore) LookupValue(ns string, id uint32) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.vals[id]
+	return v, ok, nil
+}
+
+// TestBoundedCache keeps a namespace far below its size (a 64 KiB cache of 20,000 values) by
+// trimming after each checkpoint, restarts it lazily from the store, and checks every id
+// against first-seen order (the oracle) and every value against the id it was given.
+func TestBoundedCache(t *testing.T) {
+	st := &mapStore{ids: map[string]uint32{}, vals: map[uint32]string{}}
+	r := rand.New(rand.NewSource(7))
+	oracle := map[string]uint32{}
+	ns := NewStored(st).Namespace("c/id/user")
+	ns.SetCacheLimit(64 << 10)
+	checkpoint := func() {
+		from, vals := ns.Unpersisted()
+		st.mu.Lock()
+		for i, v := range vals {
+			st.ids["c/id/user\x00"+v] = from + uint32(i)
+			st.vals[from+uint32(i)] = v
+		}
+		st.mu.Unlock()
+		ns.MarkPersisted(from + uint32(len(vals)))
+	}
+	trims := 0
+	for round := 0; round < 40; round++ {
+		if round == 20 {
+			// Restart: a new dictionary that knows only the count of stored ids.
+			ns = NewStored(st).Namespace("c/id/user")
+			ns.SetCacheLimit(64 << 10)
+			if err := ns.RestoreLazy(uint32(len(oracle))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < 2000; i++ {
+			v := fmt.Sprintf("user-%d", r.Intn(20000))
+			want, seen := oracle[v]
+			if !seen {
+				want = uint32(len(oracle))
+				oracle[v] = want
+			}
+			if got := ns.ID([]byte(v)); got != want {
+				t.Fatalf("round %d: ID(%s) = %d, want %d", round, v, got, want)
+			}
+		}
+		checkpoint()
+		if ns.Trim() {
+			trims++
+			if ns.SizeBytes() > 64<<10 {
+				t.Fatalf("round %d: %d bytes after Trim", round, ns.SizeBytes())
+			}
+		}
+	}
+	if err := ns.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if trims == 0 {
+		t.Fatal("the namespace never outgrew its cache")
+	}
+	if ns.Len() != len(oracle) {
+		t.Fatalf("Len = %d, want %d", ns.Len(), len(oracle))
+	}
+	for v, id := range oracle {
+		if got, ok := ns.Value(id); !ok || got != v {
+			t.Fatalf("Value(%d) = %q, %v; want %q", id, got, ok, v)
+		}
+		if got, ok := ns.Lookup([]byte(v)); !ok || got != id {
+			t.Fatalf("Lookup(%s) = %d, %v; want %d", v, got, ok, id)
+		}
+	}
+	t.Logf("%d ids, %d trims, %d bytes in memory now", len(oracle), trims, ns.SizeBytes())
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -25,6 +26,7 @@ import (
 //	'm' "format"                       the state format version
 //	'm' "cube" <cube>                  the cube's plan fingerprint and canonical text
 //	'd' <namespace> 0x00 <id uint32>   dictionary entries (the value is the string)
+//	'v' <namespace> 0x00 <string>      the same entries by value (the value is the id, uint32)
 //	's' <cube> 0x00 <state key>        aggregation state (aggregate.WriteCheckpoint's layout)
 //	'c' <cube>                         the cube's last checkpoint record (JSON)
 //
@@ -35,13 +37,14 @@ import (
 const (
 	keyMeta       = 'm'
 	keyDictionary = 'd'
+	keyDictValue  = 'v'
 	keyState      = 's'
 	keyCheckpoint = 'c'
 )
 
-// FormatVersion is the version of the data dir's state layout; a data dir of another version is
-// refused.
-const FormatVersion = 1
+// FormatVersion is the version of the data dir's state layout; a data dir of a newer version is
+// refused, one of version 1 (without the 'v' keyspace) is upgraded in place.
+const FormatVersion = 2
 
 // DefaultCheckpointEvery is the checkpoint interval when neither the options nor the model set
 // one.
@@ -98,6 +101,64 @@ func dictionaryPrefix(ns string) []byte {
 	return append(append([]byte{keyDictionary}, ns...), 0)
 }
 
+func dictValueKey(dst []byte, ns string, v []byte) []byte {
+	dst = append(append(append(dst, keyDictValue), ns...), 0)
+	return append(dst, v...)
+}
+
+// indexDictionary writes to b the by-value entry of every dictionary entry of db.
+func indexDictionary(db *pebble.DB, b *pebble.Batch) error {
+	lo := []byte{keyDictionary}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: sink.PrefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var key []byte
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[1:]
+		i := bytes.IndexByte(k, 0)
+		if i < 0 || len(k)-i-1 != 4 {
+			return fmt.Errorf("malformed dictionary key %q", it.Key())
+		}
+		key = dictValueKey(key[:0], string(k[:i]), it.Value())
+		if err := b.Set(key, k[i+1:], nil); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// dictStore reads the dictionary entries of checkpoints (dictionary.Store).
+type dictStore struct{ db *pebble.DB }
+
+func (d dictStore) LookupID(ns string, v []byte) (uint32, bool, error) {
+	val, closer, err := d.db.Get(dictValueKey(nil, ns, v))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(val) != 4 {
+		return 0, false, fmt.Errorf("malformed id of %q", v)
+	}
+	return binary.BigEndian.Uint32(val), true, nil
+}
+
+func (d dictStore) LookupValue(ns string, id uint32) (string, bool, error) {
+	val, closer, err := d.db.Get(binary.BigEndian.AppendUint32(dictionaryPrefix(ns), id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	defer closer.Close()
+	return string(val), true, nil
+}
+
 // checkCompatible refuses a data dir written with another state format or for a cube whose
 // plan changed in a way that changes stored results, naming what changed; otherwise it records
 // the format and fingerprints. A changed model is never migrated: the stored results and state
@@ -115,8 +176,16 @@ func checkCompatible(db *pebble.DB, dir string, plans []*cube.Plan) error {
 	default:
 		got := string(v)
 		closer.Close()
-		if got != fmt.Sprint(FormatVersion) {
-			return fmt.Errorf("data dir %s holds state format %s; this cubed reads format %d", dir, got, FormatVersion)
+		switch got {
+		case fmt.Sprint(FormatVersion):
+		case "1":
+			// Version 1 lacks the dictionary's by-value entries: derive them.
+			if err := indexDictionary(db, b); err != nil {
+				return fmt.Errorf("upgrading the state format of %s: %w", dir, err)
+			}
+			b.Set(formatKey, []byte(fmt.Sprint(FormatVersion)), nil)
+		default:
+			return fmt.Errorf("data dir %s holds state format %s; this cubed reads formats 1 and %d", dir, got, FormatVersion)
 		}
 	}
 	for _, p := range plans {
@@ -183,7 +252,7 @@ func (c *cubeRun) restore() error {
 		return fmt.Errorf("reading checkpoint of cube %q: %w", c.name, err)
 	}
 	for _, ns := range c.namespaces() {
-		if err := loadNamespace(db, ns.name, ns.ns); err != nil {
+		if err := loadNamespace(db, ns.name, ns.ns, c.dictLimit); err != nil {
 			return fmt.Errorf("restoring cube %q: %w", c.name, err)
 		}
 	}
@@ -234,7 +303,10 @@ func (c *cubeRun) namespaces() []namedNamespace {
 	return out
 }
 
-func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace) error {
+// loadNamespace restores a namespace from its stored entries: all of them into memory when they
+// fit its cache (at an estimated 48 bytes an id), else only their count (ids are then read back
+// when they come again).
+func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace, cacheLimit int64) error {
 	if ns.Len() > 0 {
 		return nil // shared and already loaded
 	}
@@ -244,6 +316,15 @@ func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace) error {
 		return err
 	}
 	defer it.Close()
+	if it.Last() {
+		k := it.Key()[len(prefix):]
+		if len(k) != 4 {
+			return fmt.Errorf("dictionary %q: malformed key", name)
+		}
+		if n := int64(binary.BigEndian.Uint32(k)) + 1; cacheLimit > 0 && n*48 > cacheLimit {
+			return ns.RestoreLazy(uint32(n))
+		}
+	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()[len(prefix):]
 		if len(k) != 4 {
@@ -294,8 +375,13 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 		from, vals := nn.ns.Unpersisted()
 		prefix := dictionaryPrefix(nn.name)
 		for i, v := range vals {
-			key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), from+uint32(i))
+			id := from + uint32(i)
+			key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), id)
 			if err := b.Set(key, []byte(v), nil); err != nil {
+				return err
+			}
+			key = dictValueKey(key[:0], nn.name, []byte(v))
+			if err := b.Set(key, binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
 				return err
 			}
 		}
@@ -325,6 +411,12 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	}
 	for _, m := range marks {
 		m.ns.MarkPersisted(m.upto)
+		if err := m.ns.Err(); err != nil {
+			return err
+		}
+		if m.ns.Trim() {
+			c.dictTrims++
+		}
 	}
 	es := c.agg.Evict()
 	c.peakState = max(c.peakState, es.Before)

@@ -31,6 +31,9 @@ type cubeRun struct {
 	// state seen at a checkpoint.
 	memLimit  int64
 	peakState uint64
+	// dictLimit bounds each of the cube's dictionary namespaces (state.dictionary_cache).
+	dictLimit int64
+	dictTrims int // namespaces trimmed to dictLimit after checkpoints
 	dl        *source.DeadLetter
 	dimNS     []dictionary.Namespace // per layer-1 dimension
 	// dimVals caches each dimension namespace's Snapshot, refreshed when an id is past its end.
@@ -157,13 +160,14 @@ type badRecord struct {
 func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	c := &cubeRun{
 		s: s, plan: p, name: p.Cube.Name, table: p.Cube.Sink.Table,
-		agg:      aggregate.New(p, aggregate.WithWorkers(s.opts.Workers)),
-		memLimit: p.Cube.MemoryLimitBytes(),
-		parts:    map[int32]*partState{},
-		ooo:      p.Cube.EventTime.MaxOutOfOrderness.Milliseconds(),
-		idle:     p.Cube.EventTime.IdleTimeout,
-		lastEmit: make([]time.Time, len(p.Windows)),
-		version:  uint64(time.Now().UnixNano()),
+		agg:       aggregate.New(p, aggregate.WithWorkers(s.opts.Workers)),
+		memLimit:  p.Cube.MemoryLimitBytes(),
+		dictLimit: p.Cube.DictionaryCacheBytes(),
+		parts:     map[int32]*partState{},
+		ooo:       p.Cube.EventTime.MaxOutOfOrderness.Milliseconds(),
+		idle:      p.Cube.EventTime.IdleTimeout,
+		lastEmit:  make([]time.Time, len(p.Windows)),
+		version:   uint64(time.Now().UnixNano()),
 	}
 	if c.table == "" {
 		c.table = c.name
@@ -185,10 +189,12 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 	}
 	for _, d := range p.Dimensions {
 		c.dimNS = append(c.dimNS, s.dict.Namespace(c.name+"/dim/"+p.Cube.Dimensions[d].Name))
+		c.dimNS[len(c.dimNS)-1].SetCacheLimit(c.dictLimit)
 	}
 	c.dimVals = make([][]string, len(c.dimNS))
 	for _, f := range p.DistinctFields {
 		c.idNS = append(c.idNS, s.dict.Namespace(c.name+"/id/"+f))
+		c.idNS[len(c.idNS)-1].SetCacheLimit(c.dictLimit)
 	}
 	for w := 0; w < s.opts.Workers; w++ {
 		dec, err := source.NewDecoder(p)
@@ -556,7 +562,7 @@ func (c *cubeRun) status() CubeStatus {
 func (c *cubeRun) summary() Summary {
 	st := c.agg.Stats()
 	return Summary{Cube: c.name, Events: c.events, BadEvents: c.bad, LateEvents: c.lateN, Rows: c.rows,
-		PeakStateBytes: c.peakState, Evictions: st.Evictions, BlockLoads: st.BlockLoads}
+		PeakStateBytes: c.peakState, Evictions: st.Evictions, BlockLoads: st.BlockLoads, DictionaryTrims: c.dictTrims}
 }
 
 // runFile reads the cube's file to its end; the end of input moves the watermark to +∞, which

@@ -136,7 +136,7 @@ func Open(modelFile string, opts Options) (*Service, error) {
 	}
 	s := &Service{
 		opts: opts, log: opts.Logger, modelFile: modelFile, modelYAML: data, plans: plans,
-		db: db, store: store, dict: dictionary.NewMemory(), reg: opts.Registry,
+		db: db, store: store, dict: dictionary.NewStored(dictStore{db}), reg: opts.Registry,
 		metrics: newMetrics(opts.Registry), byName: map[string]*cubeRun{},
 	}
 	for _, p := range plans {
@@ -191,6 +191,9 @@ type Summary struct {
 	// BlockLoads counts those read back.
 	Evictions  int   `json:"evictions"`
 	BlockLoads int64 `json:"block_loads"`
+	// DictionaryTrims counts the times a dictionary namespace outgrew state.dictionary_cache and
+	// dropped its entries from memory after a checkpoint.
+	DictionaryTrims int `json:"dictionary_trims"`
 }
 
 // Replay runs every cube whose source is a file to the end of its input, closes all its windows

@@ -159,6 +159,7 @@ type replaySummary struct {
 	PeakStateBytes int64 `json:"peak_state_bytes"`
 	Evictions      int64 `json:"evictions"`
 	BlockLoads     int64 `json:"block_loads"`
+	DictTrims      int64 `json:"dictionary_trims"`
 }
 
 // runReplay runs `cubed replay --config cfg --data-dir dataDir`, requires exit code 0, and returns

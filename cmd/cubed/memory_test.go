@@ -8,8 +8,9 @@ import (
 )
 
 // TestReplayMemoryBudget replays the real data sets with a state memory limit of 1 MiB, several
-// times below their state, and checkpoints every 100 ms, so that distinct-set blocks are evicted
-// after checkpoints and read back when their ids come again. Every row must still equal the
+// times below their state, a 64 KiB dictionary cache, and checkpoints every 200 ms, so that
+// distinct-set blocks are evicted and dictionary namespaces trimmed after checkpoints, and both
+// are read back from the store when their ids come again. Every row must still equal the
 // oracle, and the summary must show that eviction and loading really happened.
 func TestReplayMemoryBudget(t *testing.T) {
 	const limit = 1 << 20
@@ -19,8 +20,8 @@ func TestReplayMemoryBudget(t *testing.T) {
 			tmp := t.TempDir()
 			model := rewriteModel(t, filepath.Join(repoRoot(t), "configs", rc.name+".yaml"), func(c map[string]any) {
 				subMap(subMap(c, "source"), "file")["path"] = data
-				c["state"] = map[string]any{"memory_limit": "1MiB"}
-				c["checkpoint_every"] = "100ms"
+				c["state"] = map[string]any{"memory_limit": "1MiB", "dictionary_cache": "64KiB"}
+				c["checkpoint_every"] = "200ms"
 			})
 			cfg := filepath.Join(tmp, rc.name+".yaml")
 			if err := os.WriteFile(cfg, model, 0o644); err != nil {
@@ -35,9 +36,9 @@ func TestReplayMemoryBudget(t *testing.T) {
 			sums := runReplay(t, cfg, dir, 150*time.Second)
 			for _, res := range wait(t) {
 				s := sums[res.Cube.Name]
-				t.Logf("cube %s: peak state %d bytes (limit %d), %d blocks evicted, %d loaded back",
-					res.Cube.Name, s.PeakStateBytes, limit, s.Evictions, s.BlockLoads)
-				if s.PeakStateBytes < 2*limit || s.Evictions == 0 || s.BlockLoads == 0 {
+				t.Logf("cube %s: peak state %d bytes (limit %d), %d blocks evicted, %d loaded back, %d dictionary trims",
+					res.Cube.Name, s.PeakStateBytes, limit, s.Evictions, s.BlockLoads, s.DictTrims)
+				if s.PeakStateBytes < 2*limit || s.Evictions == 0 || s.BlockLoads == 0 || s.DictTrims == 0 {
 					t.Errorf("cube %s: peak state %d bytes, %d evictions, %d loads: the budget was not exercised",
 						res.Cube.Name, s.PeakStateBytes, s.Evictions, s.BlockLoads)
 				}
