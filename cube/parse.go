@@ -221,7 +221,7 @@ func (d *decoder) syntaxError(err error) {
 
 // Schemas of the model's mappings.
 var (
-	modelSchema = &schema{where: "model", keys: []string{"version", "cubes"}, required: []string{"version", "cubes"}}
+	modelSchema = &schema{where: "model", keys: []string{"version", "cubes", "dashboards"}, required: []string{"version", "cubes"}}
 	cubeSchema  = &schema{where: "cube",
 		keys: []string{"name", "description", "source", "event_time", "timezone", "dimensions", "measures",
 			"grouping_sets", "cube", "rollup", "windows", "sink", "checkpoint_every", "state"},
@@ -286,6 +286,9 @@ func (d *decoder) model(root *yaml.Node) *Model {
 		} else {
 			tables[c.Sink.Table] = c.Name
 		}
+	}
+	if v := mm.get("dashboards"); v != nil {
+		d.dashboards(v, m)
 	}
 	return m
 }

@@ -45,6 +45,9 @@ type Cube struct {
 	CheckpointEvery time.Duration
 	// State bounds the memory of the cube's aggregation state (`state:`).
 	State StateConfig
+	// Dashboard is the cube's entry in the model's dashboards: section; nil when it has none
+	// (DashboardOf then derives the default one).
+	Dashboard *Dashboard
 }
 
 // MaxDimensions bounds the dimensions of one cube, so that a grouping-set id fits a uint16.

@@ -54,7 +54,8 @@ func WithMaxBodyBytes(n int64) Option {
 //	POST /api/v1/query               body: a Query; also GET ?query=<json>. Answer by Accept
 //	                                 (or ?format=json|csv|arrow): application/json (default),
 //	                                 text/csv, application/vnd.apache.arrow.stream
-//	GET  /api/v1/cubes               every cube: dimensions, measures, grouping sets, windows, freshness
+//	GET  /api/v1/cubes               every cube: dimensions, measures, grouping sets, windows, freshness,
+//	                                 dashboard panels
 //	GET  /api/v1/cubes/{name}/plan   the compiled plan as JSON; ?format=text|dot for plain text
 //	GET  /api/v1/model               the model file as loaded, with its lint diagnostics
 //	GET  /api/v1/status              Backend.Status()
@@ -318,6 +319,9 @@ type CubeInfo struct {
 	GroupingSets []GroupingSetInfo `json:"grouping_sets"`
 	Windows      []WindowInfo      `json:"windows"`
 	Freshness    Freshness         `json:"freshness"`
+	// Dashboard is the cube's dashboard: the model's dashboards: entry for the cube, or the one
+	// cube.DefaultDashboard derives (then default is true).
+	Dashboard *cube.Dashboard `json:"dashboard"`
 }
 
 // DimensionInfo is one dimension: its name and the event field it reads.
@@ -366,6 +370,7 @@ func CubeInfos(b Backend, plans []*cube.Plan) []CubeInfo {
 			GroupingSets: make([]GroupingSetInfo, 0, len(p.GroupingSets)),
 			Windows:      make([]WindowInfo, 0, len(p.Windows)),
 			Freshness:    b.Freshness(c.Name),
+			Dashboard:    cube.DashboardOf(c),
 		}
 		for _, d := range c.Dimensions {
 			ci.Dimensions = append(ci.Dimensions, DimensionInfo{Name: d.Name, Field: d.Field})

@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cubed-olap/cubed/cube"
 	"github.com/cubed-olap/cubed/sink"
 )
 
@@ -322,6 +323,30 @@ func TestCubesEndpoint(t *testing.T) {
 	}
 	if !bytes.Contains(body, []byte(`"freshness":{"watermark":null,"last_emit":null}`)) {
 		t.Fatalf("retail freshness is not null: %s", body)
+	}
+	// Neither cube has a dashboards: entry: edits gets the derived dashboard, retail (no
+	// cumulative day window, no grand total) one without panels.
+	wantDash := &cube.Dashboard{Default: true, Panels: []cube.Panel{
+		{Type: cube.PanelKPI, Measures: []string{"uv", "pv", "added"}},
+		{Type: cube.PanelCumulative, Measure: "uv"},
+		{Type: cube.PanelBreakdown, Dimensions: []string{"channel"}, Measure: "uv", Top: 15},
+	}}
+	if !reflect.DeepEqual(e.Dashboard, wantDash) {
+		t.Errorf("edits dashboard %+v, want %+v", e.Dashboard, wantDash)
+	}
+	if d := got.Data[1].Dashboard; d == nil || !d.Default || d.Panels == nil || len(d.Panels) != 0 {
+		t.Errorf("retail dashboard %+v, want no panels", d)
+	}
+	// A model's dashboard is served as it is.
+	c := editsCube()
+	c.Dashboard = &cube.Dashboard{Title: "t", Panels: []cube.Panel{{Type: cube.PanelBreakdown, Dimensions: []string{"channel", "robot"}, Measure: "pv", Top: 3}}}
+	info := CubeInfos(f.b, []*cube.Plan{buildPlan(c)})
+	j, err := json.Marshal(info[0].Dashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"title":"t","panels":[{"type":"breakdown","measure":"pv","dimensions":["channel","robot"],"top":3}],"default":false}`; string(j) != want {
+		t.Errorf("model dashboard as JSON\n got %s\nwant %s", j, want)
 	}
 }
 
