@@ -982,28 +982,61 @@ type Stats struct {
 	BlockLoads    int64
 	// Evictions counts blocks evicted since start.
 	Evictions int
+	// NodeStateBytes is StateBytes per node, in the order of Groups.
+	NodeStateBytes []uint64
+	// NodeGroupingSets is, in the order of Groups, the index into Plan.GroupingSets of the
+	// grouping set each node emits; -1 for a layer 1 that emits none (no grouping set has every
+	// layer-1 dimension).
+	NodeGroupingSets []int
+	// NodePreaggBytes is, in the order of Groups, the memory that the node's pre-aggregation
+	// partial tables keep between batches (layer 1's in the pre-aggregation workers, a layer-2
+	// node's in the layer-1 full-aggregation workers that feed it); not part of StateBytes.
+	NodePreaggBytes []uint64
 }
 
-// Stats returns the current state sizes.
+// Stats returns the current state sizes. It walks every window instance's tables (not the
+// groups), so the pipeline calls it when it publishes its status, not per batch.
 func (a *Aggregator) Stats() Stats {
 	st := Stats{Instances: len(a.instances), BlockLoads: a.loads.Load(), Evictions: a.evictions}
 	for _, nd := range a.nodes() {
 		groups := 0
+		var bytes uint64
 		for _, sh := range nd.shards {
-			st.StateBytes += uint64(sh.sets.Stats().FreeBytes)
+			bytes += uint64(sh.sets.Stats().FreeBytes)
 			for _, t := range sh.tables {
 				groups += len(t.groups)
-				st.StateBytes += t.keys.sizeBytes() + uint64(cap(t.groups))*16 + uint64(cap(t.recs))*8
+				bytes += t.keys.sizeBytes() + uint64(cap(t.groups))*16 + uint64(cap(t.recs))*8
 				for i := range t.sets {
-					st.StateBytes += t.sets[i].SizeBytes()
+					bytes += t.sets[i].SizeBytes()
 					st.EvictedBlocks += t.sets[i].EvictedBlocks()
 				}
 				for i := range t.open {
-					st.StateBytes += t.open[i].SizeBytes()
+					bytes += t.open[i].SizeBytes()
 				}
 			}
 		}
 		st.Groups = append(st.Groups, groups)
+		st.NodeStateBytes = append(st.NodeStateBytes, bytes)
+		st.NodeGroupingSets = append(st.NodeGroupingSets, nd.gs)
+		st.StateBytes += bytes
+	}
+	st.NodePreaggBytes = make([]uint64, 1+len(a.layer2))
+	for _, pw := range a.pre {
+		for i := range pw.out {
+			st.NodePreaggBytes[0] += pw.out[i].sizeBytes()
+		}
+	}
+	for _, fw := range a.full {
+		for j, outs := range fw.l2out {
+			for i := range outs {
+				st.NodePreaggBytes[1+j] += outs[i].sizeBytes()
+			}
+		}
 	}
 	return st
+}
+
+// sizeBytes is the memory the partial table holds.
+func (p *partialTable) sizeBytes() uint64 {
+	return p.keys.sizeBytes() + uint64(cap(p.cells))*8 + uint64(cap(p.head))*4 + uint64(cap(p.ids))*12
 }

@@ -344,3 +344,55 @@ func TestSumExact(t *testing.T) {
 		}
 	}
 }
+
+// Stats per node: the groups of each node equal the distinct (window instance, grouping-set
+// key) pairs of the events, counted by brute force; the node bytes add up to StateBytes; each
+// node names the grouping set it emits; the partial tables keep memory between batches.
+func TestStatsPerNode(t *testing.T) {
+	p := testPlan(time.UTC, time.Hour, cube.Window{Granularity: cube.Hour}, cube.Window{Granularity: cube.Day, Step: 6 * time.Hour})
+	rng := rand.New(rand.NewSource(7))
+	base := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	var b Batch
+	want := make([]map[string]bool, len(p.GroupingSets))
+	for i := range want {
+		want[i] = map[string]bool{}
+	}
+	for i := 0; i < 5000; i++ {
+		tm := base + rng.Int63n(30*3600*1000)
+		dims := []uint32{uint32(rng.Intn(5)), uint32(rng.Intn(7)), uint32(rng.Intn(3))}
+		b.Append(tm, dims, []float64{1}, []uint32{uint32(rng.Intn(400))})
+		for gi, gs := range p.GroupingSets {
+			key := []uint32{}
+			for _, d := range gs.Dims {
+				key = append(key, dims[d])
+			}
+			hour := time.UnixMilli(tm).UTC().Truncate(time.Hour).UnixMilli()
+			day := time.UnixMilli(tm).UTC().Truncate(24 * time.Hour).UnixMilli()
+			want[gi][fmt.Sprint("h", hour, key)] = true
+			want[gi][fmt.Sprint("d", day, key)] = true
+		}
+	}
+	a := New(p, WithWorkers(3))
+	a.Process(&b, nil)
+	st := a.Stats()
+	if len(st.Groups) != 4 || len(st.NodeStateBytes) != 4 || len(st.NodeGroupingSets) != 4 || len(st.NodePreaggBytes) != 4 {
+		t.Fatalf("want 4 nodes (layer 1 = [a b c], then [a], [b c], []), got %+v", st)
+	}
+	var sum uint64
+	for i, gi := range st.NodeGroupingSets {
+		// Layer 1 emits grouping set 0, [a b c]; layer 2 the others in plan order.
+		if gi != i {
+			t.Errorf("node %d emits grouping set %d, want %d", i, gi, i)
+		}
+		if st.Groups[i] != len(want[gi]) {
+			t.Errorf("node %d: %d groups, want %d", i, st.Groups[i], len(want[gi]))
+		}
+		if st.NodeStateBytes[i] == 0 || st.NodePreaggBytes[i] == 0 {
+			t.Errorf("node %d: state %d B, partials %d B", i, st.NodeStateBytes[i], st.NodePreaggBytes[i])
+		}
+		sum += st.NodeStateBytes[i]
+	}
+	if sum != st.StateBytes {
+		t.Errorf("node bytes add up to %d, StateBytes is %d", sum, st.StateBytes)
+	}
+}

@@ -51,6 +51,8 @@ type cubeRun struct {
 	kafka  *source.Kafka
 
 	peakOpen int // most window instances open at once (sampled after each batch)
+	// dicts measure the cube's dictionary namespaces for the status (see graphStatus).
+	dicts []*dictSize
 
 	parts    map[int32]*partState
 	ooo      int64 // max out-of-orderness, ms
@@ -97,6 +99,8 @@ type cubeState struct {
 	parts     []PartitionStatus
 	stats     aggregate.Stats
 	statsAt   time.Time
+	nodes     []NodeStatus       // computed with stats
+	dicts     []DictionaryStatus // computed with stats
 	peakOpen  int
 	sinkErr   string
 }
@@ -119,9 +123,14 @@ type CubeStatus struct {
 	MemoryLimit int64             `json:"memory_limit"`      // state memory budget in bytes (state.memory_limit)
 	// EvictedBlocks is the number of distinct-set blocks held only in the state store (over budget).
 	EvictedBlocks int                `json:"evicted_blocks"`
-	DeadLetter    string             `json:"dead_letter"`          // path of the dead-letter file
-	Checkpoints   []CheckpointStatus `json:"checkpoints"`          // the last (up to 20) checkpoints
-	SinkError     string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
+	DeadLetter    string             `json:"dead_letter"` // path of the dead-letter file
+	Checkpoints   []CheckpointStatus `json:"checkpoints"` // the last (up to 20) checkpoints
+	// Nodes are the live counters of the compiled graph's nodes, in cube.Plan.Graph order,
+	// refreshed at most once a second.
+	Nodes []NodeStatus `json:"nodes"`
+	// Dictionaries are the sizes of the cube's dictionary namespaces, refreshed with Nodes.
+	Dictionaries []DictionaryStatus `json:"dictionaries"`
+	SinkError    string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
 }
 
 // PartitionStatus is one source partition's progress.
@@ -520,6 +529,7 @@ func (c *cubeRun) publish(now time.Time) {
 	if now.Sub(c.st.statsAt) >= time.Second || ended {
 		c.st.stats = c.agg.Stats()
 		c.st.statsAt = now
+		c.st.nodes, c.st.dicts = c.graphStatus(c.st.stats)
 		c.s.metrics.stateBytes.WithLabelValues(c.name).Set(float64(c.st.stats.StateBytes))
 		for i, g := range c.st.stats.Groups {
 			node := "layer1"
@@ -541,6 +551,7 @@ func (c *cubeRun) status() CubeStatus {
 		MemoryLimit: c.memLimit, EvictedBlocks: c.st.stats.EvictedBlocks,
 		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
 		Checkpoints: append([]CheckpointStatus{}, c.ck.history...),
+		Nodes:       append([]NodeStatus{}, c.st.nodes...), Dictionaries: append([]DictionaryStatus{}, c.st.dicts...),
 	}
 	switch src := c.plan.Cube.Source; {
 	case src.File != nil:
