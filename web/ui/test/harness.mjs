@@ -3,7 +3,7 @@
 // playwright-core. A missing component fails the tests when CI is set and skips them (loudly)
 // otherwise.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -52,16 +52,16 @@ function cubedBinary(dir) {
 }
 
 /**
- * Starts `cubed run` on wikiticker and waits until ready(base) resolves true (polled every
- * 200 ms, 60 s at most). Returns {base, stop, log}.
+ * Starts `cubed run` on config (default configs/wikiticker.yaml) and waits until ready(base)
+ * resolves true (polled every 200 ms, 60 s at most). Returns {base, stop, log}.
  */
-export async function startCubed(ready) {
+export async function startCubed(ready, config = CONFIG) {
   const dir = mkdtempSync(join(tmpdir(), 'cubed-ui-'));
   const bin = cubedBinary(dir);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   let log = '';
-  const proc = spawn(bin, ['run', '--config', CONFIG, '--data-dir', join(dir, 'data'), '--http', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(bin, ['run', '--config', config, '--data-dir', join(dir, 'data'), '--http', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });
   let exited = null;
@@ -85,6 +85,19 @@ export async function startCubed(ready) {
   return { base, stop, log: () => log };
 }
 
+/**
+ * Writes configs/wikiticker.yaml without its dashboards: section (and with the data file's
+ * absolute path) into a new temporary folder; returns the file's path.
+ */
+export function wikitickerWithoutDashboards() {
+  const src = readFileSync(CONFIG, 'utf8');
+  const i = src.indexOf('\ndashboards:');
+  if (i < 0) throw new Error(`${CONFIG} has no dashboards: section`);
+  const out = join(mkdtempSync(join(tmpdir(), 'cubed-ui-model-')), 'wikiticker.yaml');
+  writeFileSync(out, src.slice(0, i + 1).replace(/path: .*wikiticker-2015-09-12\.json\.gz/, `path: ${DATA}`));
+  return out;
+}
+
 /** POSTs a query and returns its envelope; throws on an error answer. */
 export async function apiQuery(base, q) {
   const res = await fetch(`${base}/api/v1/query`, { method: 'POST', body: JSON.stringify(q) });
@@ -105,7 +118,8 @@ export async function launch() {
 
 /**
  * The oracle: per UTC day of the raw wikiticker file, the edit count (pv), the distinct
- * non-empty users (uv) and the sums of added/deleted/delta, computed from the file itself.
+ * non-empty users (uv), the sums of added/deleted/delta and the edits per channel and per
+ * country ("" for none), computed from the file itself.
  */
 export function oracle() {
   const days = new Map();
@@ -113,7 +127,7 @@ export function oracle() {
     if (!line.trim()) continue;
     const e = JSON.parse(line);
     const day = new Date(e.time).toISOString().slice(0, 10);
-    if (!days.has(day)) days.set(day, { pv: 0, users: new Set(), added: 0, deleted: 0, delta: 0, byChannel: new Map() });
+    if (!days.has(day)) days.set(day, { pv: 0, users: new Set(), added: 0, deleted: 0, delta: 0, byChannel: new Map(), byCountry: new Map() });
     const d = days.get(day);
     d.pv++;
     if (e.user != null && e.user !== '') d.users.add(String(e.user));
@@ -121,6 +135,8 @@ export function oracle() {
     d.deleted += e.deleted ?? 0;
     d.delta += e.delta ?? 0;
     d.byChannel.set(e.channel, (d.byChannel.get(e.channel) || 0) + 1);
+    const country = e.countryName == null ? '' : String(e.countryName);
+    d.byCountry.set(country, (d.byCountry.get(country) || 0) + 1);
   }
   return days;
 }

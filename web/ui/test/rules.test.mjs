@@ -1,7 +1,8 @@
 // Unit tests of the UI's DOM-free rules (src/rules.js) and formatting (src/format.js).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultDay, covering, exact, layout } from '../src/rules.js';
+import { defaultDay, covering, exact, layout, retentionRows, breakdownMeasures, breakdownSet, nodeCounters } from '../src/rules.js';
+import { bytes } from '../src/format.js';
 import { addDays, change, num, pct } from '../src/format.js';
 
 test('defaultDay: today when it has data, else the latest substantial day', () => {
@@ -59,4 +60,41 @@ test('formatting', () => {
   assert.equal(num(2.345), '2.35');
   assert.equal(num(null), '–');
   assert.equal(pct(0.4231), '42.3 %');
+});
+
+test('retentionRows reads the retention contract: <m>, <m>_retained, <m>_cohort by day', () => {
+  // A cumulative day window's answer (window_end present), days out of order, an empty cohort.
+  const cols = ['window_start', 'window_end', 'd1', 'd1_retained', 'd1_cohort'];
+  const rows = [
+    ['2011-01-05T00:00:00Z', '2011-01-06T00:00:00Z', 0.25, 5, 20],
+    ['2011-01-04T00:00:00Z', '2011-01-05T00:00:00Z', null, 0, 0],
+  ];
+  assert.deepEqual(retentionRows(cols, rows, 'd1'), [
+    { day: '2011-01-04', ratio: null, retained: 0, cohort: 0 },
+    { day: '2011-01-05', ratio: 0.25, retained: 5, cohort: 20 },
+  ]);
+  // A tumbling window's answer, the ratio alone.
+  assert.deepEqual(retentionRows(['window_start', 'd7'], [['2011-02-01T00:00:00+01:00', 0.5]], 'd7'),
+    [{ day: '2011-02-01', ratio: 0.5, retained: null, cohort: null }]);
+  assert.throws(() => retentionRows(['window_start', 'uv'], [], 'd1'), /lacks window_start or d1/);
+});
+
+test('breakdown panels: measures shown and the grouping set they read', () => {
+  const panels = [{ type: 'kpi', measures: ['uv', 'pv'] }, { type: 'breakdown', dimensions: ['robot', 'channel'], measure: 'added' }];
+  assert.deepEqual(breakdownMeasures(panels[1], panels), ['added', 'uv', 'pv']);
+  assert.deepEqual(breakdownMeasures({ ...panels[1], measure: 'pv' }, panels), ['pv', 'uv']);
+  const sets = [{ id: 0, dimensions: [] }, { id: 5, dimensions: ['channel', 'robot'] }];
+  assert.equal(breakdownSet(sets, panels[1])?.id, 5);
+  assert.equal(breakdownSet(sets, { dimensions: ['robot'] }), undefined);
+});
+
+test('nodeCounters: what each DAG node shows', () => {
+  const fmt = { num: (v) => String(v), bytes };
+  const cube = { partitions: [{ lag: 3 }, { lag: 4 }], bad_events: 1, late_events: 2 };
+  assert.deepEqual(nodeCounters('source', { id: 'source', events: 10, state_bytes: 0 }, cube, fmt), ['events 10', 'lag 7']);
+  assert.deepEqual(nodeCounters('decode', { id: 'decode', events: 9, state_bytes: 2048 }, cube, fmt), ['events 9', 'state 2.0 KiB', 'bad 1', 'late 2']);
+  assert.deepEqual(nodeCounters('full', { id: 'layer1_full', groups: 5, state_bytes: 0 }, cube, fmt), ['groups 5', 'state 0 B']);
+  assert.deepEqual(nodeCounters('grouping_set', { id: 'gs_7', groups: 5, state_bytes: 100, in: 'layer1_full' }, cube, fmt), ['in layer1_full']);
+  assert.deepEqual(nodeCounters('sink', { id: 'sink', rows: 12, state_bytes: 0 }, { ...cube, sink_error: 'x' }, fmt), ['rows 12', 'ERROR']);
+  assert.deepEqual(nodeCounters('sink', undefined, cube, fmt), []);
 });

@@ -1,11 +1,16 @@
-// The dashboard of one cube, derived from its model: KPI tiles for the day (today, or the
-// latest day with substantial data in a replay) against the previous day at the same time of
-// day, the cumulative curve of the day against the previous day, and a breakdown by a
-// materialised grouping set (bar chart and sortable table).
+// The dashboard of one cube: the panels of its dashboard (GET /api/v1/cubes → dashboard), which
+// the model's dashboards: section chooses or which the server derives from the model
+// (cube.DefaultDashboard). Panel types:
 //
-// Everything comes from the cube's cumulative day window (granularity day with a step): the
-// value "at time of day T" is the step ending T after midnight, so the comparison with the
-// previous day is exact at step resolution.
+//   kpi         tiles for the day (today, or the latest day with substantial data in a replay)
+//               against the previous day at the same time of day;
+//   cumulative  the cumulative curve of the day against the previous day;
+//   breakdown   a measure of the day by a materialised grouping set (bar chart and sortable table);
+//   retention   a retention measure by day: cohort, retained users and their ratio.
+//
+// kpi, cumulative and breakdown read the cube's cumulative day window (granularity day with a
+// step): the value "at time of day T" is the step ending T after midnight, so the comparison with
+// the previous day is exact at step resolution. Retention reads the day window.
 import { h, fill, select } from '../dom.js';
 import { guard } from '../errors.js';
 import { query } from '../api.js';
@@ -13,136 +18,217 @@ import { getCube } from '../state.js';
 import { chart } from '../charts.js';
 import { num, pct, change, todayIn, addDays, time, ago } from '../format.js';
 import { sortableTable } from '../table.js';
-import { defaultDay } from '../rules.js';
+import { defaultDay, retentionRows, breakdownMeasures, breakdownSet } from '../rules.js';
 
-/** Measure types shown as KPI tiles, in this order (min and max are left to the explorer). */
-const KPI_TYPES = ['count_distinct', 'count', 'new_users', 'retention', 'sum'];
+const hhmm = (ms) => `${String(Math.floor(ms / 3600000)).padStart(2, '0')}:${String(Math.floor(ms / 60000) % 60).padStart(2, '0')}`;
 
 export async function dashboard(page, name) {
   const cube = await guard('cube', () => getCube(name));
   if (!cube) return null;
+  const db = cube.dashboard;
+  const measure = (m) => cube.measures.find((x) => x.name === m);
+  const fmt = (m, v) => (measure(m)?.type === 'retention' ? pct(v) : num(v));
   const win = cube.windows.find((w) => w.granularity === 'day' && w.cumulative);
-  const total = cube.grouping_sets.find((g) => g.dimensions.length === 0);
-  const kpis = KPI_TYPES.flatMap((t) => cube.measures.filter((m) => m.type === t)).map((m) => m.name);
-  const type = (m) => cube.measures.find((x) => x.name === m).type;
-  const breakdowns = cube.grouping_sets.filter((g) => g.dimensions.length > 0);
   const params = new URLSearchParams(location.hash.split('?')[1] || '');
-  const st = { day: params.get('day'), curve: kpis[0], bdSet: breakdowns[0]?.id, bdMeasure: kpis[0], userDay: !!params.get('day') };
-
-  const head = h('div', { class: 'dash-head' });
-  const tiles = h('div', { class: 'tiles', id: 'kpis' });
-  const curveEl = h('div', { class: 'chart', id: 'curve' });
-  const curveCtl = h('span');
-  const bdCtl = h('span');
-  const barEl = h('div', { class: 'chart', id: 'breakdown-chart' });
-  const tableEl = h('div', { id: 'breakdown-table' });
-  if (!win || !total) {
-    fill(page, h('h1', {}, cube.description || cube.name),
-      h('p', { class: 'notice' }, !win
-        ? `cube ${name} has no cumulative day window ({granularity: day, step: 1h}), which the dashboard reads; use the explorer (windows: ${cube.windows.map((w) => w.label).join(', ')})`
-        : `cube ${name} has no [] grouping set, which the KPI tiles read; use the explorer`));
-    return null;
-  }
-  fill(page,
-    h('h1', {}, cube.description || cube.name),
-    head,
-    tiles,
-    h('section', {}, h('h2', {}, 'Cumulative today vs the previous day ', curveCtl), curveEl),
-    breakdowns.length ? h('section', {}, h('h2', {}, 'Breakdown ', bdCtl), h('div', { class: 'split' }, barEl, tableEl)) : null);
-  const curve = chart(curveEl);
-  const bar = breakdowns.length ? chart(barEl) : null;
-  const table = sortableTable(tableEl, { key: st.bdMeasure, desc: true });
-
-  const drawControls = () => {
-    fill(curveCtl, select(kpis, st.curve, (v) => { st.curve = v; refresh(); }, { id: 'curve-measure' }));
-    fill(bdCtl,
-      select(breakdowns.map((g) => [g.id, `by ${g.dimensions.join(' × ')}`]), st.bdSet, (v) => { st.bdSet = Number(v); refresh(); }, { id: 'breakdown-set' }),
-      ' ', select(kpis, st.bdMeasure, (v) => { st.bdMeasure = v; table.sortBy(v, true); refresh(); }, { id: 'breakdown-measure' }));
-  };
-  drawControls();
-
+  const st = { day: params.get('day'), userDay: !!params.get('day') };
   const base = { cube: name, granularity: 'day', cumulative: true };
 
-  async function refresh() {
-    // Days with data, for the day picker and the default day.
-    const days = await guard('days', async () => {
-      const r = await query({ ...base, measures: [kpis[0]], steps: 'last' });
-      return r.data.rows.map((row) => ({ day: row[0].slice(0, 10), value: row[2] }));
-    });
-    if (!days) return;
-    if (!st.userDay) st.day = defaultDay(days, todayIn(cube.timezone));
-    if (!st.day) {
-      fill(tiles, h('p', { class: 'notice' }, `no results yet for cube ${name}`));
-      return;
-    }
-    const prev = addDays(st.day, -1);
-    fill(head,
-      'Day ', select(days.map((d) => d.day), st.day, (v) => { st.day = v; st.userDay = true; refresh(); }, { id: 'day' }),
-      ' compared with ', h('b', {}, prev), ' at the same time of day',
-      h('span', { class: 'fresh', id: 'freshness' }));
+  const head = h('div', { class: 'dash-head' });
+  const title = h('h1', {}, db.title || cube.description || cube.name);
+  if (!db.panels.length) {
+    const why = !win
+      ? `cube ${name} has no cumulative day window ({granularity: day, step: 1h}), which the dashboard reads`
+      : `cube ${name} has no [] grouping set, which the dashboard's totals read`;
+    fill(page, title, h('p', { class: 'notice' }, `${why}; use the explorer (windows: ${cube.windows.map((w) => w.label).join(', ')})`));
+    return null;
+  }
+  // The day picker reads the first measure of a day panel.
+  const dayMeasure = db.panels.map((p) => p.measures?.[0] ?? (p.type !== 'retention' ? p.measure : null)).find(Boolean);
+  const shared = [...new Set(db.panels.flatMap((p) => (p.type === 'kpi' ? p.measures : p.type === 'cumulative' ? [p.measure] : [])))];
+  const ctx0 = { cube, name, base, st, fmt, panels: db.panels, shared, cache: new Map() };
+  const panels = db.panels.map((p, i) => PANELS[p.type]({ ...ctx0, p, i, ctx0 }));
+  fill(page, title, dayMeasure ? head : null, panels.map((x) => x.el));
+  for (const x of panels) x.mount?.();
 
-    await Promise.all([
-      guard('kpis', async () => {
-        const r = await query({ ...base, measures: kpis, timeRange: [prev, addDays(st.day, 1)] });
-        const fr = r.freshness;
-        fill(document.getElementById('freshness'), ` · watermark ${time(fr.watermark)} · last emit ${ago(fr.last_emit)}`);
-        // Rows: window_start, window_end, ...kpis; one per step of each day.
-        const steps = { [st.day]: new Map(), [prev]: new Map() };
-        for (const row of r.data.rows) {
-          const day = row[0].slice(0, 10);
-          const elapsed = Date.parse(row[1]) - Date.parse(row[0]);
-          steps[day]?.set(elapsed, row);
-        }
-        const todaySteps = [...steps[st.day].keys()].sort((a, b) => a - b);
-        const at = todaySteps.at(-1);
-        const now = steps[st.day].get(at);
-        const then = at == null ? undefined : steps[prev].get(at);
-        const hhmm = (ms) => `${String(Math.floor(ms / 3600000)).padStart(2, '0')}:${String(Math.floor(ms / 60000) % 60).padStart(2, '0')}`;
-        fill(tiles, kpis.map((m, i) => {
-          const v = now ? now[2 + i] : null;
-          const p = then ? then[2 + i] : null;
-          const ch = change(v, p);
-          return h('div', { class: 'tile', dataset: { measure: m, value: v ?? '' } },
-            h('div', { class: 'label' }, m, h('span', { class: 'type' }, type(m))),
-            h('div', { class: 'value' }, type(m) === 'retention' ? pct(v) : num(v)),
-            h('div', { class: `delta ${ch.startsWith('-') ? 'down' : 'up'}`, title: 'against the previous day\'s cumulative value at the end of the same step of the cumulative day window (the comparison has the window step\'s resolution)' }, ch, h('span', { class: 'hint' }, ` vs ${num(p)} on ${prev} at ${at == null ? '–' : hhmm(at)}`)));
-        }));
-        // The curve: x is the step's end as time of day.
-        const xs = [...new Set([...steps[st.day].keys(), ...steps[prev].keys()])].sort((a, b) => a - b);
-        const idx = kpis.indexOf(st.curve);
-        const series = (day) => xs.map((x) => steps[day].get(x)?.[2 + idx] ?? null);
-        curve.setOption({
-          animation: false,
-          tooltip: { trigger: 'axis' },
-          legend: { data: [st.day, prev], top: 0 },
-          grid: { left: 60, right: 20, top: 36, bottom: 30 },
-          xAxis: { type: 'category', data: xs.map(hhmm) },
-          yAxis: { type: 'value' },
-          series: [
-            { name: st.day, type: 'line', data: series(st.day), showSymbol: xs.length < 3, lineStyle: { width: 3 } },
-            { name: prev, type: 'line', data: series(prev), showSymbol: false, lineStyle: { type: 'dashed' } },
-          ],
-        }, true);
-      }),
-      bar && guard('breakdown', async () => {
-        const gs = breakdowns.find((g) => g.id === st.bdSet);
-        const r = await query({ ...base, measures: kpis, dimensions: gs.dimensions, steps: 'last', timeRange: [st.day, addDays(st.day, 1)] });
-        const cols = r.data.columns.slice(2);
-        const rows = r.data.rows.map((row) => row.slice(2));
-        table.set(cols, rows, gs.dimensions.length);
-        const mi = cols.indexOf(st.bdMeasure);
-        const top = [...rows].sort((a, b) => (b[mi] ?? -Infinity) - (a[mi] ?? -Infinity)).slice(0, 15).reverse();
-        const label = (row) => row.slice(0, gs.dimensions.length).map((v) => (v === '' ? '(empty)' : v)).join(' · ');
-        bar.setOption({
-          animation: false,
-          tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
-          grid: { left: 160, right: 30, top: 10, bottom: 30 },
-          xAxis: { type: 'value' },
-          yAxis: { type: 'category', data: top.map(label), axisLabel: { width: 150, overflow: 'truncate' } },
-          series: [{ name: st.bdMeasure, type: 'bar', data: top.map((row) => row[mi]) }],
-        }, true);
-      }),
-    ]);
+  async function refresh() {
+    if (dayMeasure) {
+      // Days with data, for the day picker and the default day.
+      const days = await guard('days', async () => {
+        const r = await query({ ...base, measures: [dayMeasure], steps: 'last' });
+        return r.data.rows.map((row) => ({ day: row[0].slice(0, 10), value: row[2] }));
+      });
+      if (!days) return;
+      if (!st.userDay) st.day = defaultDay(days, todayIn(cube.timezone));
+      if (!st.day) {
+        fill(head, h('p', { class: 'notice' }, `no results yet for cube ${name}`));
+      } else {
+        fill(head,
+          'Day ', select(days.map((d) => d.day), st.day, (v) => { st.day = v; st.userDay = true; refresh(); }, { id: 'day' }),
+          ' compared with ', h('b', {}, addDays(st.day, -1)), ' at the same time of day',
+          h('span', { class: 'fresh', id: 'freshness' }));
+      }
+    }
+    ctx0.cache.clear();
+    await Promise.all(panels.map((x) => (st.day || !x.needsDay) && x.refresh()));
   }
   return { refresh };
 }
+
+/** A panel's section: its title (with controls) and body. */
+function section(ctx, heading, ...body) {
+  return h('section', { class: 'panel', dataset: { panel: ctx.i, type: ctx.p.type } }, h('h2', {}, heading), ...body);
+}
+
+/**
+ * The steps of the day and the previous day for measures: {steps: {day: Map(elapsed ms → row)},
+ * prev, freshness, col(m)}; row[col(m)] is measure m. The kpi and cumulative panels of one
+ * refresh share one query of all their measures (ctx.shared) when it holds the ones asked for.
+ */
+function twoDays(ctx, measures) {
+  const { st, base, shared, cache } = ctx;
+  const wanted = measures.every((m) => shared.includes(m)) ? shared : measures;
+  const prev = addDays(st.day, -1);
+  const key = JSON.stringify([st.day, wanted]);
+  if (!cache.has(key)) {
+    cache.set(key, query({ ...base, measures: wanted, timeRange: [prev, addDays(st.day, 1)] }).then((r) => {
+      const steps = { [st.day]: new Map(), [prev]: new Map() };
+      for (const row of r.data.rows) {
+        const day = row[0].slice(0, 10);
+        steps[day]?.set(Date.parse(row[1]) - Date.parse(row[0]), row);
+      }
+      return { steps, prev, freshness: r.freshness, col: (m) => 2 + wanted.indexOf(m) };
+    }));
+  }
+  return cache.get(key);
+}
+
+const PANELS = {
+  kpi(ctx) {
+    const { p, i, st, fmt, cube } = ctx;
+    const tiles = h('div', { class: 'tiles' });
+    const type = (m) => cube.measures.find((x) => x.name === m)?.type;
+    return {
+      el: section(ctx, p.title || 'Today so far', tiles),
+      needsDay: true,
+      refresh: () => guard(`panel ${i}`, async () => {
+        const { steps, prev, freshness, col } = await twoDays(ctx.ctx0, p.measures);
+        const fr = document.getElementById('freshness');
+        if (fr) fill(fr, ` · watermark ${time(freshness.watermark)} · last emit ${ago(freshness.last_emit)}`);
+        const at = [...steps[st.day].keys()].sort((a, b) => a - b).at(-1);
+        const now = steps[st.day].get(at);
+        const then = at == null ? undefined : steps[prev].get(at);
+        fill(tiles, p.measures.map((m) => {
+          const v = now ? now[col(m)] : null;
+          const pv = then ? then[col(m)] : null;
+          const ch = change(v, pv);
+          return h('div', { class: 'tile', dataset: { measure: m, value: v ?? '' } },
+            h('div', { class: 'label' }, m, h('span', { class: 'type' }, type(m))),
+            h('div', { class: 'value' }, fmt(m, v)),
+            h('div', { class: `delta ${ch.startsWith('-') ? 'down' : 'up'}`, title: 'against the previous day\'s cumulative value at the end of the same step of the cumulative day window (the comparison has the window step\'s resolution)' },
+              ch, h('span', { class: 'hint' }, ` vs ${fmt(m, pv)} on ${prev} at ${at == null ? '–' : hhmm(at)}`)));
+        }));
+      }),
+    };
+  },
+
+  cumulative(ctx) {
+    const { p, i, st, cube } = ctx;
+    let m = p.measure;
+    const el = h('div', { class: 'chart curve' });
+    const ctl = select(cube.measures.map((x) => x.name), m, (v) => { m = v; refresh(); }, { class: 'curve-measure' });
+    let curve;
+    const refresh = () => guard(`panel ${i}`, async () => {
+      const { steps, prev, col } = await twoDays(ctx.ctx0, [m]);
+      const xs = [...new Set([...steps[st.day].keys(), ...steps[prev].keys()])].sort((a, b) => a - b);
+      const series = (day) => xs.map((x) => steps[day].get(x)?.[col(m)] ?? null);
+      curve.setOption({
+        animation: false,
+        tooltip: { trigger: 'axis' },
+        legend: { data: [st.day, prev], top: 0 },
+        grid: { left: 60, right: 20, top: 36, bottom: 30 },
+        xAxis: { type: 'category', data: xs.map(hhmm) },
+        yAxis: { type: 'value' },
+        series: [
+          { name: st.day, type: 'line', data: series(st.day), showSymbol: xs.length < 3, lineStyle: { width: 3 } },
+          { name: prev, type: 'line', data: series(prev), showSymbol: false, lineStyle: { type: 'dashed' } },
+        ],
+      }, true);
+    });
+    return {
+      el: section(ctx, [p.title || 'Cumulative today vs the previous day', ' ', ctl], el),
+      mount: () => { curve = chart(el); },
+      needsDay: true,
+      refresh,
+    };
+  },
+
+  breakdown(ctx) {
+    const { p, i, st, base, cube, panels } = ctx;
+    const sets = cube.grouping_sets.filter((g) => g.dimensions.length > 0);
+    let gs = breakdownSet(cube.grouping_sets, p) || sets[0];
+    let m = p.measure;
+    const measures = () => breakdownMeasures({ ...p, measure: m }, panels);
+    const barEl = h('div', { class: 'chart breakdown-chart' });
+    const tableEl = h('div', { class: 'breakdown-table' });
+    const table = sortableTable(tableEl, { key: m, desc: true });
+    const ctl = h('span', {},
+      select(sets.map((g) => [g.id, `by ${g.dimensions.join(' × ')}`]), gs.id, (v) => { gs = sets.find((g) => g.id === Number(v)); refresh(); }, { class: 'breakdown-set' }),
+      ' ', select(cube.measures.map((x) => x.name), m, (v) => { m = v; table.sortBy(v, true); refresh(); }, { class: 'breakdown-measure' }));
+    let bar;
+    const refresh = () => guard(`panel ${i}`, async () => {
+      const r = await query({ ...base, measures: measures(), dimensions: gs.dimensions, steps: 'last', timeRange: [st.day, addDays(st.day, 1)] });
+      const cols = r.data.columns.slice(2);
+      const rows = r.data.rows.map((row) => row.slice(2));
+      table.set(cols, rows, gs.dimensions.length);
+      const mi = cols.indexOf(m);
+      const top = [...rows].sort((a, b) => (b[mi] ?? -Infinity) - (a[mi] ?? -Infinity)).slice(0, p.top || 10).reverse();
+      const label = (row) => row.slice(0, gs.dimensions.length).map((v) => (v === '' ? '(empty)' : v)).join(' · ');
+      bar.setOption({
+        animation: false,
+        tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+        grid: { left: 160, right: 30, top: 10, bottom: 30 },
+        xAxis: { type: 'value' },
+        yAxis: { type: 'category', data: top.map(label), axisLabel: { width: 150, overflow: 'truncate' } },
+        series: [{ name: m, type: 'bar', data: top.map((row) => row[mi]) }],
+      }, true);
+    });
+    return {
+      el: section(ctx, [p.title || `Breakdown (top ${p.top || 10})`, ' ', ctl], h('div', { class: 'split' }, barEl, tableEl)),
+      mount: () => { bar = chart(barEl); },
+      needsDay: true,
+      refresh,
+    };
+  },
+
+  retention(ctx) {
+    const { p, i, name, cube } = ctx;
+    const m = cube.measures.find((x) => x.name === p.measure);
+    const days = m?.days;
+    const el = h('div', { class: 'chart retention-chart' });
+    const tableEl = h('div', { class: 'retention-table' });
+    let plot;
+    const refresh = () => guard(`panel ${i}`, async () => {
+      const r = await query({ cube: name, measures: [p.measure, `${p.measure}_retained`, `${p.measure}_cohort`], granularity: 'day', steps: 'last' });
+      const rows = retentionRows(r.data.columns, r.data.rows, p.measure);
+      fill(tableEl, h('table', { class: 'grid' },
+        h('thead', {}, h('tr', {}, ['day', days ? `cohort (day − ${days})` : 'cohort', 'retained', 'retention'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, [...rows].reverse().map((x) => h('tr', { dataset: { day: x.day } },
+          h('td', {}, x.day), h('td', { class: 'num' }, num(x.cohort)), h('td', { class: 'num' }, num(x.retained)),
+          h('td', { class: 'num', dataset: { v: x.ratio ?? '' } }, pct(x.ratio)))))));
+      plot.setOption({
+        animation: false,
+        tooltip: { trigger: 'axis', valueFormatter: (v) => pct(v) },
+        grid: { left: 60, right: 20, top: 20, bottom: 30 },
+        xAxis: { type: 'category', data: rows.map((x) => x.day) },
+        yAxis: { type: 'value', min: 0, axisLabel: { formatter: (v) => `${Math.round(v * 100)} %` } },
+        series: [{ name: p.measure, type: 'line', data: rows.map((x) => x.ratio), showSymbol: rows.length < 40 }],
+      }, true);
+    });
+    return {
+      el: section(ctx, p.title || `Retention ${p.measure}${days ? ` (day ${days})` : ''}: users of the cohort active again`, h('div', { class: 'split' }, el, tableEl)),
+      mount: () => { plot = chart(el); },
+      needsDay: false,
+      refresh,
+    };
+  },
+};

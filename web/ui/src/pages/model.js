@@ -1,31 +1,16 @@
 // The model view: the YAML with its lint diagnostics at their lines (editable: every change is
 // linted by POST /api/v1/lint), and the compiled two-layer graph of a cube drawn as a DAG with
-// live counters from the status.
+// live per-node counters (events, groups, state bytes) from the status's nodes.
 import { h, fill, select } from '../dom.js';
 import { guard } from '../errors.js';
 import { api, lint } from '../api.js';
 import { getCubes } from '../state.js';
 import { chart } from '../charts.js';
 import { num, bytes } from '../format.js';
-import { layout } from '../rules.js';
+import { layout, nodeCounters } from '../rules.js';
 
-/** The live counters of a plan node from the cube's status entry. */
-export function counters(node, plan, st) {
-  if (!st) return '';
-  const lag = st.partitions.reduce((s, p) => s + p.lag, 0);
-  switch (node.kind) {
-    case 'source': return `events ${num(st.events)} · lag ${num(lag)}`;
-    case 'decode': return `bad ${num(st.bad_events)} · late ${num(st.late_events)}`;
-    case 'preagg': return `events ${num(st.events)}`;
-    case 'full': return `groups ${num(st.groups?.[0])} · state ${bytes(st.state_bytes)}`;
-    case 'grouping_set': {
-      const i = plan.grouping_sets.findIndex((g) => `gs_${g.id}` === node.id);
-      return `groups ${num(st.groups?.[i + 1])}`;
-    }
-    case 'sink': return `rows ${num(st.emitted_rows)}${st.sink_error ? ' · ERROR' : ''}`;
-  }
-  return '';
-}
+/** Escapes text for the tooltip, which ECharts renders as HTML. */
+const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
 export async function model(page, name) {
   const cubes = await guard('cubes', getCubes);
@@ -85,19 +70,31 @@ export async function model(page, name) {
     refresh: () => guard('status', async () => {
       if (!plan) return;
       const st = (await api('/api/v1/status')).data.cubes.find((c) => c.name === name);
-      fill(caption, `${plan.nodes.length} nodes, ${plan.edges.length} edges; fingerprint ${plan.fingerprint.slice(0, 12)}; counters from GET /api/v1/status (state bytes are the cube's total).`);
+      const byID = new Map((st?.nodes || []).map((n) => [n.id, n]));
+      const counters = (n) => nodeCounters(n.kind, byID.get(n.id), st, { num, bytes });
+      // Two counters a line, under the node's name.
+      const lines = (n) => counters(n).reduce((ls, c, i) => (i % 2 ? ls[ls.length - 1].push(c) : ls.push([c]), ls), []).map((l) => l.join(' · '));
+      fill(caption, `${plan.nodes.length} nodes, ${plan.edges.length} edges; fingerprint ${plan.fingerprint.slice(0, 12)}; counters from GET /api/v1/status, refreshed every second; state is the node's estimated memory (layer 1 pre-aggregation: its partial tables; decode: the dictionaries; source: rows held back by watermark alignment).`);
       dag.setOption({
         animation: false,
-        tooltip: { formatter: (p) => (p.dataType === 'node' ? plan.nodes.find((n) => n.id === p.data.id).label : '') },
+        tooltip: {
+          formatter: (p) => {
+            if (p.dataType !== 'node') return '';
+            const n = plan.nodes.find((x) => x.id === p.data.id);
+            const s = byID.get(n.id);
+            const extra = s?.partial_bytes ? `<br>pre-aggregation partials ${bytes(s.partial_bytes)}` : '';
+            return `${esc(n.label)}<br>${esc(counters(n).join(' · '))}${extra}`;
+          },
+        },
         series: [{
-          type: 'graph', layout: 'none', roam: true, symbol: 'roundRect', symbolSize: [170, 46],
+          type: 'graph', layout: 'none', roam: true, symbol: 'roundRect', symbolSize: [180, 58],
           edgeSymbol: ['none', 'arrow'], edgeSymbolSize: 8,
           label: { show: true, fontSize: 11, lineHeight: 14 },
           itemStyle: { color: '#e8eef8', borderColor: '#4a6fa5' },
           lineStyle: { color: '#8aa', width: 1.5, curveness: 0 },
           data: plan.nodes.map((n) => ({
             id: n.id, name: n.id, x: pos.get(n.id)[0], y: pos.get(n.id)[1],
-            label: { formatter: `${short(n)}\n${counters(n, plan, st)}` },
+            label: { formatter: [short(n), ...lines(n)].join('\n') },
           })),
           links: plan.edges.map((e) => ({ source: e.from, target: e.to })),
         }],
