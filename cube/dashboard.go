@@ -133,7 +133,7 @@ func (d *decoder) dashboards(n *yaml.Node, m *Model) {
 			if s, ok := d.str(v, "dashboard cube"); ok {
 				switch c = byName[s]; {
 				case c == nil:
-					d.errorf(v, "dashboard names unknown cube %q (cubes: %s)", s, orNone(names))
+					d.errorf(v, "dashboard names unknown cube %q (cubes: %s)", s, listOrNone(names))
 				case first[s] != 0:
 					d.errorf(v, "cube %q already has a dashboard (first at line %d)", s, first[s])
 					c = nil
@@ -234,9 +234,9 @@ func (d *decoder) panel(n *yaml.Node, c *Cube) (Panel, bool) {
 			if c != nil && !d.panelMeasure(mv, c, where, name) {
 				valid = false
 			} else if c != nil && p.Type == PanelRetention {
-				if m := c.measure(name); m.Type != Retention {
+				if m := cubeMeasure(c, name); m.Type != Retention {
 					d.errorf(mv, "a retention panel needs a measure of type retention; %q is of type %s (retention measures: %s)",
-						name, m.Type, orNone(c.measuresOf(Retention)))
+						name, m.Type, listOrNone(measureNamesOfType(c, Retention)))
 					valid = false
 				}
 			}
@@ -277,14 +277,14 @@ func (d *decoder) panel(n *yaml.Node, c *Cube) (Panel, bool) {
 
 // panelMeasure reports (at n) a measure name that the cube does not declare.
 func (d *decoder) panelMeasure(n *yaml.Node, c *Cube, where, name string) bool {
-	if c.measure(name) != nil {
+	if cubeMeasure(c, name) != nil {
 		return true
 	}
 	names := make([]string, len(c.Measures))
 	for i, m := range c.Measures {
 		names[i] = m.Name
 	}
-	d.errorf(n, "%s names unknown measure %q (measures: %s)", where, name, orNone(names))
+	d.errorf(n, "%s names unknown measure %q (measures: %s)", where, name, listOrNone(names))
 	return false
 }
 
@@ -297,7 +297,7 @@ func (d *decoder) breakdown(n *yaml.Node, dims []string, nodes []*yaml.Node, c *
 	for i, s := range dims {
 		switch {
 		case !slices.Contains(declared, s):
-			d.errorf(nodes[i], "breakdown panel names unknown dimension %q (dimensions: %s)", s, orNone(declared))
+			d.errorf(nodes[i], "breakdown panel names unknown dimension %q (dimensions: %s)", s, listOrNone(declared))
 			ok = false
 		case slices.Index(dims, s) != i:
 			d.errorf(nodes[i], "breakdown panel names dimension %q twice", s)
@@ -349,8 +349,8 @@ func (d *decoder) panelSources(n *yaml.Node, c *Cube, t PanelType) bool {
 	return ok
 }
 
-// measure returns the cube's measure called name, or nil.
-func (c *Cube) measure(name string) *Measure {
+// cubeMeasure returns the cube's measure called name, or nil.
+func cubeMeasure(c *Cube, name string) *Measure {
 	for i := range c.Measures {
 		if c.Measures[i].Name == name {
 			return &c.Measures[i]
@@ -359,8 +359,8 @@ func (c *Cube) measure(name string) *Measure {
 	return nil
 }
 
-// measuresOf lists the names of the cube's measures of type t, in declaration order.
-func (c *Cube) measuresOf(t MeasureType) []string {
+// measureNamesOfType lists the names of the cube's measures of type t, in declaration order.
+func measureNamesOfType(c *Cube, t MeasureType) []string {
 	var out []string
 	for _, m := range c.Measures {
 		if m.Type == t {
@@ -380,8 +380,8 @@ func cumulativeDay(ws []Window) (Window, bool) {
 	return Window{}, false
 }
 
-// orNone joins names with commas, or says "none".
-func orNone(names []string) string {
+// listOrNone joins names with commas, or says "none".
+func listOrNone(names []string) string {
 	if len(names) == 0 {
 		return "none"
 	}
@@ -439,7 +439,7 @@ func DefaultDashboard(c *Cube) *Dashboard {
 	if hasTotal && hasCumulative {
 		var kpis []string
 		for _, t := range kpiTypes {
-			kpis = append(kpis, c.measuresOf(t)...)
+			kpis = append(kpis, measureNamesOfType(c, t)...)
 		}
 		if len(kpis) == 0 {
 			for _, m := range c.Measures {
@@ -457,7 +457,7 @@ func DefaultDashboard(c *Cube) *Dashboard {
 		}
 	}
 	if hasTotal && slices.ContainsFunc(c.Windows, func(w Window) bool { return w.Granularity == Day }) {
-		for _, name := range c.measuresOf(Retention) {
+		for _, name := range measureNamesOfType(c, Retention) {
 			db.Panels = append(db.Panels, Panel{Type: PanelRetention, Measure: name})
 		}
 	}
