@@ -2,13 +2,18 @@
 // GET /api/v1/status samples, from which events/s is derived.
 import { api } from './api.js';
 
-let cubes = null;
+let cubes = null; // a promise of the cubes
 const samples = []; // [{t: ms, status}], newest last, at most 30
 
-/** The cubes of the model (fetched once; freshness is in the status). */
+/** The cubes of the model (fetched once, by concurrent callers too; freshness is in the status). */
 export async function getCubes() {
-  if (!cubes) cubes = (await api('/api/v1/cubes')).data;
-  return cubes;
+  if (!cubes) cubes = api('/api/v1/cubes').then((r) => r.data);
+  try {
+    return await cubes;
+  } catch (e) {
+    cubes = null; // fetch again next time
+    throw e;
+  }
 }
 
 /** The cube named name, or an Error naming the cubes. */

@@ -46,15 +46,21 @@ export async function dashboard(page, name) {
   const dayMeasure = db.panels.map((p) => p.measures?.[0] ?? (p.type !== 'retention' ? p.measure : null)).find(Boolean);
   const shared = [...new Set(db.panels.flatMap((p) => (p.type === 'kpi' ? p.measures : p.type === 'cumulative' ? [p.measure] : [])))];
   const ctx0 = { cube, name, base, st, fmt, panels: db.panels, shared, cache: new Map() };
+  // Days with data, for the day picker and the default day; the first request is sent before the
+  // charts are set up, so that the server answers meanwhile.
+  const daysQuery = () => query({ ...base, measures: [dayMeasure], steps: 'last' });
+  let pending = dayMeasure ? daysQuery() : null;
+  pending?.catch(() => {}); // reported by the first refresh
   const panels = db.panels.map((p, i) => PANELS[p.type]({ ...ctx0, p, i, ctx0 }));
   fill(page, title, dayMeasure ? head : null, panels.map((x) => x.el));
   for (const x of panels) x.mount?.();
 
   async function refresh() {
     if (dayMeasure) {
-      // Days with data, for the day picker and the default day.
       const days = await guard('days', async () => {
-        const r = await query({ ...base, measures: [dayMeasure], steps: 'last' });
+        const q = pending || daysQuery();
+        pending = null;
+        const r = await q;
         return r.data.rows.map((row) => ({ day: row[0].slice(0, 10), value: row[2] }));
       });
       if (!days) return;
