@@ -22,4 +22,12 @@ export function disposeCharts() {
   charts.clear();
 }
 
-addEventListener('resize', () => { for (const c of charts) c.resize(); });
+// A chart is resized only while its element has an area: ECharts' graph (the DAG) cannot lay out
+// in a zero-width box (its view transform has no inverse and it throws), and a window can
+// briefly be 1×1 (minimised, or while a headless browser takes a full-page screenshot).
+addEventListener('resize', () => {
+  for (const c of charts) {
+    const el = c.getDom();
+    if (el.clientWidth > 0 && el.clientHeight > 0) c.resize();
+  }
+});

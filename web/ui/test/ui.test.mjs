@@ -18,7 +18,8 @@ const consoleErrors = [];
 async function newPage(errors = consoleErrors) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, permissions: ['clipboard-read', 'clipboard-write'] });
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${page.url()}: ${m.text()}`); });
-  page.on('pageerror', (e) => errors.push(`${page.url()}: uncaught ${e.message}`));
+  page.on('pageerror', (e) => errors.push(`${page.url()}: uncaught ${e.stack || e.message}`));
+  await page.addInitScript(() => { Error.stackTraceLimit = 40; }); // whole stacks in the report
   return page;
 }
 
