@@ -51,8 +51,8 @@ type cubeRun struct {
 	kafka  *source.Kafka
 
 	peakOpen int // most window instances open at once (sampled after each batch)
-	// dicts measure the cube's dictionary namespaces for the status (see graphStatus).
-	dicts []*dictSize
+	// dicts are the cube's dictionary namespaces, measured for the status (see graphStatus).
+	dicts []dictNamespace
 
 	parts    map[int32]*partState
 	ooo      int64 // max out-of-orderness, ms

@@ -45,31 +45,14 @@ type DictionaryStatus struct {
 	Namespace string `json:"namespace"`
 	// IDs is the number of ids assigned (distinct values seen).
 	IDs int `json:"ids"`
-	// Bytes estimates the namespace's memory: the values' bytes plus DictionaryBytesPerID per id.
+	// Bytes is the memory the namespace holds (dictionary.Namespace.SizeBytes).
 	Bytes uint64 `json:"bytes"`
 }
 
-// DictionaryBytesPerID is the in-memory dictionary's memory per id besides the value's own
-// bytes: the value's string header in the id-ordered slice and its entry in a shard's map.
-// dictionary.BenchmarkBytesPerID measures 89.6 B per 16-byte id (1M ids), 16 of them the value.
-const DictionaryBytesPerID = 74
-
-// dictSize accumulates a namespace's value bytes incrementally: only ids assigned since the last
-// call are read.
-type dictSize struct {
-	name     string
-	ns       dictionary.Namespace
-	counted  int
-	strBytes uint64
-}
-
-func (d *dictSize) status() DictionaryStatus {
-	vals := d.ns.Snapshot()
-	for _, v := range vals[min(d.counted, len(vals)):] {
-		d.strBytes += uint64(len(v))
-	}
-	d.counted = len(vals)
-	return DictionaryStatus{Namespace: d.name, IDs: len(vals), Bytes: d.strBytes + uint64(len(vals))*DictionaryBytesPerID}
+// dictNamespace is one of the cube's dictionary namespaces, by name.
+type dictNamespace struct {
+	name string
+	ns   dictionary.Namespace
 }
 
 // heldRowBytes is the memory of one row held back by watermark alignment.
@@ -83,17 +66,18 @@ func (c *cubeRun) heldRowBytes() uint64 {
 func (c *cubeRun) graphStatus(st aggregate.Stats) ([]NodeStatus, []DictionaryStatus) {
 	if c.dicts == nil {
 		for i, d := range c.plan.Dimensions {
-			c.dicts = append(c.dicts, &dictSize{name: c.name + "/dim/" + c.plan.Cube.Dimensions[d].Name, ns: c.dimNS[i]})
+			c.dicts = append(c.dicts, dictNamespace{name: c.name + "/dim/" + c.plan.Cube.Dimensions[d].Name, ns: c.dimNS[i]})
 		}
 		for i, f := range c.plan.DistinctFields {
-			c.dicts = append(c.dicts, &dictSize{name: c.name + "/id/" + f, ns: c.idNS[i]})
+			c.dicts = append(c.dicts, dictNamespace{name: c.name + "/id/" + f, ns: c.idNS[i]})
 		}
 	}
 	dicts := make([]DictionaryStatus, len(c.dicts))
 	var dictBytes uint64
 	for i, d := range c.dicts {
-		dicts[i] = d.status()
-		dictBytes += dicts[i].Bytes
+		b := uint64(max(d.ns.SizeBytes(), 0))
+		dicts[i] = DictionaryStatus{Namespace: d.name, IDs: d.ns.Len(), Bytes: b}
+		dictBytes += b
 	}
 	held := 0
 	for _, q := range c.queues {

@@ -277,10 +277,13 @@ describe('web UI in chromium', { skip: !process.env.CI && missing() ? `SKIPPED: 
     const users = new Set([...truth.values()].flatMap((d) => [...d.users]));
     const dict = page.locator('section[data-cube="wikiticker"] table.dictionaries tr[data-namespace="wikiticker/id/user"] td[data-v]');
     assert.equal(Number(await dict.getAttribute('data-v')), users.size);
-    // The graph's nodes, state bytes included, and the memory budget (none in the status yet).
+    // The graph's nodes, state bytes included, and the memory budget: wikiticker.yaml sets no
+    // state.memory_limit, so the status has the default, 1 GiB.
     const plan = (await (await fetch(`${srv.base}/api/v1/cubes/${CUBE}/plan`)).json()).data;
     assert.deepEqual(await page.$$eval('section[data-cube="wikiticker"] table.nodes tbody tr', (trs) => trs.map((tr) => tr.dataset.node)), plan.nodes.map((n) => n.id));
-    assert.match(await page.textContent('#state-wikiticker'), / of unbounded$/);
+    const status = (await (await fetch(`${srv.base}/api/v1/status`)).json()).data.cubes[0];
+    assert.equal(status.memory_limit, 2 ** 30);
+    assert.match(await page.textContent('#state-wikiticker'), / of 1\.0 GiB \(\d+ %\)$/);
     // Dead letters: bad and late events are counted and the dead-letter file is named.
     const kv = await page.textContent('section[data-cube="wikiticker"] dl.kv');
     assert.match(kv, /bad events \(dead-lettered\)0/);

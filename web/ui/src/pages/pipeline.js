@@ -9,11 +9,11 @@ import { pollStatus, eventsPerSecond } from '../state.js';
 import { num, bytes, time, ago } from '../format.js';
 
 const KNOWN = new Set(['name', 'source', 'events', 'bad_events', 'late_events', 'emitted_rows', 'watermark', 'last_emit', 'partitions',
-  'open_windows', 'groups', 'state_bytes', 'dead_letter', 'sink_error', 'nodes', 'dictionaries', 'memory_limit_bytes', 'memory_limit']);
+  'open_windows', 'groups', 'state_bytes', 'dead_letter', 'sink_error', 'nodes', 'dictionaries', 'memory_limit_bytes', 'memory_limit', 'evicted_blocks']);
 
 /**
- * The memory budget of the cube's state (state.memory_limit, from the durable-state work) in
- * bytes, from the cube's status or the service's; null when the status has none: unbounded.
+ * The memory budget of the cube's state (state.memory_limit) in bytes, from the cube's status or
+ * the service's; null when the status has none (an older server): unbounded.
  */
 export function memoryLimit(cube, status) {
   for (const o of [cube, status]) {
@@ -52,6 +52,7 @@ export async function pipeline(page) {
               ? h('span', { class: 'budget', title: 'no memory budget in the status (state.memory_limit): state grows with the open windows' }, 'unbounded')
               : h('span', { class: `budget ${c.state_bytes > lim ? 'bad' : ''}` }, `${bytes(lim)} (${Math.round((c.state_bytes / lim) * 100)} %)`);
           })())],
+          ['evicted blocks', h('span', { title: 'blocks of distinct sets held only in the state store (over the memory budget), read back on demand' }, num(c.evicted_blocks))],
           ['dictionaries', bytes((c.dictionaries || []).reduce((s, d) => s + d.bytes, 0))],
           ['late events (dead-lettered)', num(c.late_events)], ['bad events (dead-lettered)', num(c.bad_events)], ['dead-letter file', c.dead_letter],
           ['sink', c.sink_error ? `error: ${c.sink_error}` : 'OK'],
