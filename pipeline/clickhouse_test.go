@@ -56,7 +56,12 @@ func wikiModel(t testing.TB, source, chAddr, db string, emitEvery string) string
 	if strings.Contains(s, "    sink:") {
 		t.Fatal("configs/wikiticker.yaml has a sink already; extend this test")
 	}
-	return s + fmt.Sprintf("    sink:\n      clickhouse: {addr: %q, database: %s}\n", chAddr, db)
+	// The sink ends the cube, before the model's dashboards: section when it has one.
+	sink := fmt.Sprintf("    sink:\n      clickhouse: {addr: %q, database: %s}\n", chAddr, db)
+	if k := strings.Index(s, "\ndashboards:"); k >= 0 {
+		return s[:k+1] + sink + s[k+1:]
+	}
+	return s + sink
 }
 
 // compareStores checks that the ClickHouse table holds exactly the embedded store's rows (key,
