@@ -53,7 +53,26 @@ export async function dashboard(page, name) {
   pending?.catch(() => {}); // reported by the first refresh
   const panels = db.panels.map((p, i) => PANELS[p.type]({ ...ctx0, p, i, ctx0 }));
   fill(page, title, dayMeasure ? head : null, panels.map((x) => x.el));
-  for (const x of panels) x.mount?.();
+
+  // Panels are set up and refreshed once they come near the viewport (as Grafana lazy-loads
+  // panels out of view), so that the first load costs the panels on screen, however many the
+  // model lists. Those on screen now are active at once; the others when scrolled to.
+  const refreshPanel = (x) => ((st.day || !x.needsDay) ? x.refresh().then(() => { x.el.dataset.loaded = 'true'; }) : null);
+  const activate = (x) => {
+    if (x.active) return;
+    x.active = true;
+    x.mount?.();
+    if (started) refreshPanel(x);
+  };
+  let started = false; // the first refresh has begun; later activations refresh at once
+  const NEAR = 200; // px below the viewport that count as near
+  const observer = new IntersectionObserver((entries) => {
+    for (const e of entries) if (e.isIntersecting) activate(panels.find((x) => x.el === e.target));
+  }, { rootMargin: `0px 0px ${NEAR}px 0px` });
+  for (const x of panels) {
+    if (x.el.getBoundingClientRect().top < innerHeight + NEAR) activate(x);
+    else observer.observe(x.el);
+  }
 
   async function refresh() {
     if (dayMeasure) {
@@ -75,9 +94,10 @@ export async function dashboard(page, name) {
       }
     }
     ctx0.cache.clear();
-    await Promise.all(panels.map((x) => (st.day || !x.needsDay) && x.refresh()));
+    started = true;
+    await Promise.all(panels.filter((x) => x.active).map(refreshPanel));
   }
-  return { refresh };
+  return { refresh, unmount: () => observer.disconnect() };
 }
 
 /** A panel's section: its title (with controls) and body. */
