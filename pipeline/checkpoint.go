@@ -18,7 +18,6 @@ import (
 	"github.com/cubed-olap/cubed/dictionary"
 	"github.com/cubed-olap/cubed/sink"
 	"github.com/cubed-olap/cubed/source"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The data dir's pebble database holds, besides the results (keyspace 'r', package sink):
@@ -442,23 +441,6 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	c.s.metrics.checkpoints.WithLabelValues(c.name).Inc()
 	c.s.metrics.checkpointBytes.WithLabelValues(c.name).Add(float64(size))
 	return nil
-}
-
-// resumeOffsets is the consumer group's kgo.AdjustFetchOffsetsFn: partitions with a checkpoint
-// resume right after the last record folded into the restored state, whatever the group
-// committed.
-func (c *cubeRun) resumeOffsets(_ context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for topic, parts := range offs {
-		for p := range parts {
-			if next, ok := c.ck.offsets[p]; ok {
-				parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
-			}
-		}
-		offs[topic] = parts
-	}
-	return offs, nil
 }
 
 // markCheckpointed marks, for the group's commits, the offsets of the last checkpoint.

@@ -77,8 +77,10 @@ type cubeRun struct {
 
 	events, bad, lateN, rows uint64
 
-	mu sync.Mutex // guards st
+	mu sync.Mutex // guards st, received and ck.offsets
 	st cubeState
+	// received is, per Kafka partition, the offset of the last record polled (redelivery.go).
+	received map[int32]int64
 }
 
 // partState is the event-time progress of one source partition.
@@ -665,6 +667,7 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		recs, err := k.Poll(pctx)
 		cancel()
+		recs = c.dropRedelivered(recs)
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			if errors.Is(err, source.ErrClosed) {
 				return nil

@@ -18,6 +18,7 @@ type metrics struct {
 	sinkErrors      *prometheus.CounterVec
 	checkpoints     *prometheus.CounterVec
 	checkpointBytes *prometheus.CounterVec
+	redelivered     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,8 +56,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		checkpointBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cubed_checkpoint_bytes_total", Help: "Bytes written by checkpoints.",
 		}, []string{"cube"}),
+		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cubed_redelivered_records_total", Help: "Kafka records received again after a rebalance or offset reset, dropped as already counted.",
+		}, []string{"cube"}),
 	}
-	reg.MustRegister(m.checkpoints, m.checkpointBytes, m.events, m.badEvents, m.lateEvents, m.emittedRows, m.lag, m.watermark,
+	reg.MustRegister(m.checkpoints, m.checkpointBytes, m.redelivered, m.events, m.badEvents, m.lateEvents, m.emittedRows, m.lag, m.watermark,
 		m.stateBytes, m.groups, m.sinkErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
