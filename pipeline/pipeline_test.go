@@ -191,26 +191,31 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// TestModelChangeRefused: a data dir written for one model refuses a model whose results would
-// differ, naming what changed, and accepts a change that does not touch results (emit_every).
+// TestModelChangeRefused: a data dir written for one model refuses every change that would
+// change stored results, with an error naming the changed lines of the plan (the code's claim:
+// no migration, not even for an added grouping set or measure), and leaves the data dir as it
+// was: the original model still opens it and reads the same results. Changes that touch no
+// result (emit_every) and a cube added next to the old one are accepted.
 func TestModelChangeRefused(t *testing.T) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "ev.jsonl")
-	if err := os.WriteFile(events, []byte(`{"ts":1,"k":"a","u":"x"}`+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(events, []byte(`{"ts":1,"k":"a","u":"x"}`+"\n"+`{"ts":2,"k":"b","u":"y"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	model := func(sets, emit string) string {
+	type edit struct{ sets, measures, window, lateness, extra string }
+	base := edit{sets: "[[k]]", measures: "[{name: pv, type: count}]", window: "{granularity: hour, emit_every: 1m}", lateness: "0s"}
+	model := func(e edit) string {
 		return writeModel(t, dir, fmt.Sprintf(`version: 1
 cubes:
   - name: ev
     source:
       file: {path: %q}
-    event_time: {field: ts, format: unix_ms}
+    event_time: {field: ts, format: unix_ms, allowed_lateness: %s}
     dimensions: [{name: k}]
-    measures: [{name: pv, type: count}]
+    measures: %s
     grouping_sets: %s
-    windows: [{granularity: hour, emit_every: %s}]
-`, events, sets, emit))
+    windows: [%s]
+%s`, events, e.lateness, e.measures, e.sets, e.window, e.extra))
 	}
 	data := filepath.Join(dir, "data")
 	open := func(path string) error {
@@ -221,19 +226,78 @@ cubes:
 		}
 		return err
 	}
-	if err := open(model("[[k]]", "1m")); err != nil {
+	// rows reads the stored results of cube ev through the original model.
+	rows := func() string {
+		svc, err := Open(model(base), Options{DataDir: data, Logger: quietLogger(), NoRestore: true})
+		if err != nil {
+			t.Fatalf("the original model no longer opens its data dir: %v", err)
+		}
+		defer svc.Close()
+		var out []string
+		if err := svc.Scan("ev", 0, 1, 0, 1<<62, func(r *sink.Row) error {
+			out = append(out, fmt.Sprint(r.Start, r.Dims, r.Values))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(out, "; ")
+	}
+	if err := open(model(base)); err != nil {
 		t.Fatal(err)
 	}
-	if err := open(model("[[k]]", "5s")); err != nil {
-		t.Fatalf("emit_every changes no result, yet: %v", err)
+	before := rows()
+	if before != "0 [a] [1]; 0 [b] [1]" {
+		t.Fatalf("results after the first replay: %q", before)
 	}
-	err := open(model("[[k], []]", "1m"))
-	if err == nil {
-		t.Fatal("a new grouping set was accepted on the old data dir")
+
+	accepted := map[string]edit{
+		"emit_every changed": {sets: base.sets, measures: base.measures, window: "{granularity: hour, emit_every: 5s}", lateness: base.lateness},
+		"a second cube added": {sets: base.sets, measures: base.measures, window: base.window, lateness: base.lateness, extra: fmt.Sprintf(`  - name: ev2
+    source:
+      file: {path: %q}
+    event_time: {field: ts, format: unix_ms}
+    dimensions: [{name: k}]
+    measures: [{name: pv, type: count}]
+    grouping_sets: [[]]
+    windows: [{granularity: day}]
+`, events)},
 	}
-	for _, want := range []string{`another model of cube "ev"`, "+ grouping_set 0 []", "new --data-dir"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
+	for name, e := range accepted {
+		if err := open(model(e)); err != nil {
+			t.Errorf("%s: refused, yet no stored result changes: %v", name, err)
 		}
+	}
+	refused := []struct {
+		name string
+		e    edit
+		want []string // lines of the error: what changed
+	}{
+		{"grouping set added", edit{sets: "[[k], []]", measures: base.measures, window: base.window, lateness: base.lateness},
+			[]string{"  + grouping_set 0 []"}},
+		{"measure added", edit{sets: base.sets, measures: "[{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]", window: base.window, lateness: base.lateness},
+			[]string{`  + measure 1 "uv" type "count_distinct" field "u"`}},
+		{"measure type changed", edit{sets: base.sets, measures: "[{name: pv, type: count_distinct, field: u}]", window: base.window, lateness: base.lateness},
+			[]string{`  - measure 0 "pv" type "count" field ""`, `  + measure 0 "pv" type "count_distinct" field "u"`}},
+		{"window granularity changed", edit{sets: base.sets, measures: base.measures, window: "{granularity: day, emit_every: 1m}", lateness: base.lateness},
+			[]string{`  - window 0 "hour" step 0`, `  + window 0 "day" step 0`}},
+		{"allowed lateness changed", edit{sets: base.sets, measures: base.measures, window: base.window, lateness: "1h"},
+			[]string{`  - event_time field "ts" format "unix_ms" timezone "UTC" max_out_of_orderness 5000000000 allowed_lateness 0`,
+				`  + event_time field "ts" format "unix_ms" timezone "UTC" max_out_of_orderness 5000000000 allowed_lateness 3600000000000`}},
+	}
+	for _, tc := range refused {
+		err := open(model(tc.e))
+		if err == nil {
+			t.Errorf("%s: accepted on the old data dir", tc.name)
+			continue
+		}
+		msg := err.Error()
+		for _, want := range append([]string{`data dir ` + data + ` was written for another model of cube "ev"; what changed:`, "new --data-dir"}, tc.want...) {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: the error does not say %q:\n%s", tc.name, want, msg)
+			}
+		}
+	}
+	if after := rows(); after != before {
+		t.Errorf("results after the refused opens: %q, want %q", after, before)
 	}
 }
