@@ -16,8 +16,10 @@ import (
 
 // runBacklog replays a backlog through Kafka: partition 0 holds 2 days of events, partition 1
 // two hours, both from the same start, into hour windows (max_drift as given). It returns the
-// most hour windows open at once, and checks the results against a count computed here.
-func runBacklog(t *testing.T, maxDrift string) (peak int) {
+// most hour windows open at once (sampled by the cube after every batch) and the largest state
+// size /api/v1/status reported while the test polled it (every 100 ms; the status refreshes it
+// once a second), and checks the results against a count computed here.
+func runBacklog(t *testing.T, maxDrift string) (peak int, peakBytes uint64) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "bl"))
 	if err != nil {
@@ -75,6 +77,7 @@ cubes:
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		st := svc.byName["bl"].status()
+		peakBytes = max(peakBytes, st.StateBytes)
 		if st.Events == total && st.LateEvents == 0 {
 			// Every hour but the last has closed; compare the grand totals per hour.
 			got := map[int64]float64{}
@@ -86,7 +89,7 @@ cubes:
 				t.Fatal(err)
 			}
 			if fmt.Sprint(got) == fmt.Sprint(perHour) {
-				return st.PeakOpen
+				return st.PeakOpen, peakBytes
 			}
 		}
 		if st.LateEvents > 0 {
@@ -100,16 +103,21 @@ cubes:
 }
 
 // TestWatermarkAlignment: with alignment the backlog keeps few hour windows open at once (about
-// one batch's span, 4 hours, plus max_drift); without it the fast partition opens all 48 hours
-// while the slow one holds the watermark back. Both give exact hourly counts.
+// one batch's span, 4 hours, plus max_drift: at most 6); without it the fast partition opens all
+// 48 hours while the slow one holds the watermark back. Both give exact hourly counts. The state
+// size follows the open windows (4 groups each); it is sampled, so it is shown and only compared.
 func TestWatermarkAlignment(t *testing.T) {
-	aligned := runBacklog(t, "5m")
-	unaligned := runBacklog(t, "0s")
-	t.Logf("peak open hour windows: %d with max_drift 5m, %d without alignment", aligned, unaligned)
+	aligned, alignedBytes := runBacklog(t, "5m")
+	unaligned, unalignedBytes := runBacklog(t, "0s")
+	t.Logf("peak open hour windows: %d with max_drift 5m, %d without alignment (%.1fx)", aligned, unaligned, float64(unaligned)/float64(aligned))
+	t.Logf("largest state seen: %d B with max_drift 5m, %d B without alignment", alignedBytes, unalignedBytes)
 	if aligned > 6 {
 		t.Errorf("with alignment %d hour windows were open at once, want at most 6", aligned)
 	}
 	if unaligned < 24 {
 		t.Errorf("without alignment only %d hour windows were open at once; the backlog should open more than 24", unaligned)
+	}
+	if unalignedBytes <= alignedBytes {
+		t.Errorf("the largest state seen without alignment (%d B) is not above the one with it (%d B)", unalignedBytes, alignedBytes)
 	}
 }
