@@ -32,7 +32,8 @@ type StateWriter interface {
 // so that it sorts right after its group. Groups are written when they changed since the last
 // checkpoint, and of their blocks only those that changed; a closed window's groups and blocks
 // are deleted with one range deletion per node. Emission progress is not stored: after a
-// restore every group is emitted once more (upserts with the same values).
+// restore a group is emitted again only if it had changes not yet emitted at the checkpoint (its
+// value ends with its emission progress).
 
 // markCheckpointDirty records that group g of t changed since the last checkpoint.
 func (t *instTable) markCheckpointDirty(g int32) {
@@ -101,6 +102,9 @@ func (a *Aggregator) WriteCheckpoint(prefix []byte, w StateWriter) (groups int, 
 					for f := 0; f < a.ndf; f++ {
 						val = t.sets[int(g)*a.ndf+f].AppendHead(val)
 					}
+					// Emission progress: what the sink already holds for the group.
+					val = binary.AppendVarint(val, int64(grp.emitted))
+					val = binary.AppendVarint(val, int64(grp.minDirty))
 					if err := w.Set(key, val); err != nil {
 						return groups, err
 					}
@@ -217,6 +221,24 @@ func (a *Aggregator) Restore(key, val []byte) error {
 		rs.blocks = append(rs.blocks, nb)
 	}
 	if len(b) != 0 {
+		// Emission progress (absent in checkpoints of earlier versions: the group is then
+		// emitted again). A group whose rows are all in the sink is not re-emitted.
+		emitted, n := binary.Varint(b)
+		if n <= 0 || emitted < -1 || emitted > math.MaxInt32 {
+			return fmt.Errorf("%w: emission progress", errBadState)
+		}
+		b = b[n:]
+		minDirty, n := binary.Varint(b)
+		if n <= 0 || minDirty < 0 || minDirty > noSlice {
+			return fmt.Errorf("%w: emission progress", errBadState)
+		}
+		b = b[n:]
+		grp.emitted, grp.minDirty = int32(emitted), int32(minDirty)
+		if grp.minDirty == noSlice {
+			t.dirty = t.dirty[:len(t.dirty)-1] // appended above, and g is the newest group
+		}
+	}
+	if len(b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", errBadState, len(b))
 	}
 	return nil
@@ -274,8 +296,8 @@ func (a *Aggregator) checkRestoredBlocks() error {
 }
 
 // FinishRestore sets the watermark and max event time of the checkpoint the groups came from,
-// so that slice closing, late detection and cumulative steps continue where they were. Every
-// restored group is emitted again at the next Emit or Advance.
+// so that slice closing, late detection and cumulative steps continue where they were. Restored
+// groups with changes not emitted before the checkpoint are emitted at the next Emit or Advance.
 func (a *Aggregator) FinishRestore(watermark, maxTime int64) error {
 	if err := a.checkRestoredBlocks(); err != nil {
 		return err
