@@ -138,7 +138,10 @@ var errBadState = errors.New("malformed checkpoint state")
 
 // Restore loads one group written by WriteCheckpoint (key without the prefix). Call it for every
 // stored group, then FinishRestore.
-func (a *Aggregator) Restore(key, val []byte) error {
+func (a *Aggregator) Restore(key, val []byte) error { return a.restore(&a.restoring, key, val) }
+
+// restore is Restore following groups and blocks in rs.
+func (a *Aggregator) restore(rs *restoreState, key, val []byte) error {
 	if len(key) < 10 {
 		return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
 	}
@@ -150,12 +153,12 @@ func (a *Aggregator) Restore(key, val []byte) error {
 	}
 	nd := nodes[ni]
 	if len(key) == 10+4*nd.width+3 {
-		return a.restoreBlock(key, val)
+		return a.restoreBlock(rs, key, val)
 	}
 	if len(key) != 10+4*nd.width {
 		return fmt.Errorf("%w: key of %d bytes for %d dimensions", errBadState, len(key), nd.width)
 	}
-	if err := a.checkRestoredBlocks(); err != nil {
+	if err := a.checkRestoredBlocks(rs); err != nil {
 		return err
 	}
 	_, end := instanceBounds(a.wins[w].spec.Granularity, a.wins[w].loc, start)
@@ -209,7 +212,6 @@ func (a *Aggregator) Restore(key, val []byte) error {
 		}
 	}
 	grp.maxSlice = int32(maxSlice)
-	rs := &a.restoring
 	rs.t, rs.g, rs.key = t, g, append(rs.key[:0], key...)
 	rs.blocks = rs.blocks[:0]
 	for f := 0; f < a.ndf; f++ {
@@ -251,12 +253,12 @@ type restoreState struct {
 	key    []byte // the group's key
 	blocks []int  // per distinct field: blocks still to come
 	bytes  uint64 // block bytes loaded into memory so far
+	share  int    // restorers sharing the memory budget (0 or 1: one)
 }
 
 // restoreBlock attaches one stored block to the group restored last: loaded while the restored
 // blocks fit half the memory limit, registered as evicted (loaded on demand) beyond.
-func (a *Aggregator) restoreBlock(key, val []byte) error {
-	rs := &a.restoring
+func (a *Aggregator) restoreBlock(rs *restoreState, key, val []byte) error {
 	gk := len(key) - 3
 	if rs.t == nil || string(key[:gk]) != string(rs.key) {
 		return fmt.Errorf("%w: block without its group", errBadState)
@@ -266,7 +268,8 @@ func (a *Aggregator) restoreBlock(key, val []byte) error {
 		return fmt.Errorf("%w: unexpected block of field %d", errBadState, f)
 	}
 	rs.blocks[f]--
-	load := a.reader == nil || a.memoryLimit == 0 || rs.bytes+uint64(len(val)) <= a.memoryLimit/2
+	budget := a.memoryLimit / 2 / uint64(max(rs.share, 1))
+	load := a.reader == nil || a.memoryLimit == 0 || rs.bytes+uint64(len(val)) <= budget
 	if load {
 		rs.bytes += uint64(len(val))
 	}
@@ -278,8 +281,7 @@ func (a *Aggregator) restoreBlock(key, val []byte) error {
 }
 
 // checkRestoredBlocks verifies that the group restored last got all its blocks.
-func (a *Aggregator) checkRestoredBlocks() error {
-	rs := &a.restoring
+func (a *Aggregator) checkRestoredBlocks(rs *restoreState) error {
 	if rs.t == nil {
 		return nil
 	}
@@ -299,7 +301,7 @@ func (a *Aggregator) checkRestoredBlocks() error {
 // so that slice closing, late detection and cumulative steps continue where they were. Restored
 // groups with changes not emitted before the checkpoint are emitted at the next Emit or Advance.
 func (a *Aggregator) FinishRestore(watermark, maxTime int64) error {
-	if err := a.checkRestoredBlocks(); err != nil {
+	if err := a.checkRestoredBlocks(&a.restoring); err != nil {
 		return err
 	}
 	a.restoring = restoreState{}

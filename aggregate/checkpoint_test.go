@@ -97,7 +97,8 @@ func TestCheckpointRestore(t *testing.T) {
 
 // TestMemoryBudget runs with a state memory limit far below the state (1 byte): after every
 // checkpoint every clean block is evicted and read back from the store on demand; halfway the
-// aggregator crashes and a fresh one restores with the blocks left in the store. The upserted
+// aggregator crashes and a fresh one restores (RestoreParallel, 3 workers) with the blocks left in
+// the store. The upserted
 // rows must equal the brute-force oracle, and blocks must really have been evicted and loaded.
 func TestMemoryBudget(t *testing.T) {
 	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
@@ -163,10 +164,16 @@ func TestMemoryBudget(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		if err := b.Restore([]byte(k[len(prefix):]), state[k]); err != nil {
-			t.Fatal(err)
+	err := b.RestoreParallel(func(fn func(k, v []byte) error) error {
+		for _, k := range keys {
+			if err := fn([]byte(k[len(prefix):]), state[k]); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := b.FinishRestore(ckWM, ckMax); err != nil {
 		t.Fatal(err)

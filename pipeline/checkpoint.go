@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -250,24 +251,39 @@ func (c *cubeRun) restore() error {
 	if err != nil {
 		return fmt.Errorf("reading checkpoint of cube %q: %w", c.name, err)
 	}
-	for _, ns := range c.namespaces() {
-		if err := loadNamespace(db, ns.name, ns.ns, c.dictLimit); err != nil {
-			return fmt.Errorf("restoring cube %q: %w", c.name, err)
-		}
+	// The dictionary namespaces load while the aggregation state restores (on its own workers).
+	nss := c.namespaces()
+	nsErrs := make([]error, len(nss))
+	var wg sync.WaitGroup
+	for i, ns := range nss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nsErrs[i] = loadNamespace(db, ns.name, ns.ns, c.dictLimit)
+		}()
 	}
 	prefix := statePrefix(c.name)
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: sink.PrefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if err := c.agg.Restore(it.Key()[len(prefix):], it.Value()); err != nil {
-			it.Close()
-			return fmt.Errorf("restoring state of cube %q from checkpoint %d: %w", c.name, rec.Seq, err)
+	err = c.agg.RestoreParallel(func(fn func(k, v []byte) error) error {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: sink.PrefixEnd(prefix)})
+		if err != nil {
+			return err
 		}
+		for it.First(); it.Valid(); it.Next() {
+			if err := fn(it.Key()[len(prefix):], it.Value()); err != nil {
+				it.Close()
+				return err
+			}
+		}
+		return it.Close()
+	})
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("restoring state of cube %q from checkpoint %d: %w", c.name, rec.Seq, err)
 	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("restoring state of cube %q: %w", c.name, err)
+	for _, err := range nsErrs {
+		if err != nil {
+			return fmt.Errorf("restoring cube %q: %w", c.name, err)
+		}
 	}
 	if err := c.agg.FinishRestore(rec.Watermark, rec.MaxTime); err != nil {
 		return fmt.Errorf("restoring state of cube %q from checkpoint %d: %w", c.name, rec.Seq, err)
