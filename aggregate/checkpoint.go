@@ -69,6 +69,11 @@ func (a *Aggregator) WriteCheckpoint(prefix []byte, w StateWriter) (groups int, 
 		}
 	}
 	a.closedSinceCheckpoint = a.closedSinceCheckpoint[:0]
+	if a.ret != nil {
+		if err := a.ret.writeCheckpoint(prefix, w); err != nil {
+			return groups, err
+		}
+	}
 	stride := recCells + a.layout.n
 	for ni, nd := range a.nodes() {
 		for _, sh := range nd.shards {
@@ -139,6 +144,9 @@ var errBadState = errors.New("malformed checkpoint state")
 // Restore loads one group written by WriteCheckpoint (key without the prefix). Call it for every
 // stored group, then FinishRestore.
 func (a *Aggregator) Restore(key, val []byte) error {
+	if len(key) > 0 && a.ret != nil && key[0] >= keyRetentionDay {
+		return a.ret.restore(key, val)
+	}
 	if len(key) < 10 {
 		return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
 	}
