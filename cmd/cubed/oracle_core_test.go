@@ -167,9 +167,9 @@ func (n oNum) String() string {
 // oAgg is the state of one group in one window bucket.
 type oAgg struct {
 	count int64
-	sums  []oDecimal // per measure (only sum measures use theirs)
-	mm    []float64  // min or max per measure
-	has   []bool     // mm[i] holds a value
+	sums  []oDecimal            // per measure (only sum measures use theirs)
+	mm    []float64             // min or max per measure
+	has   []bool                // mm[i] holds a value
 	ids   []map[uint32]struct{} // per id slot
 }
 
