@@ -940,7 +940,9 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 		if from > last || grp.head < 0 {
 			return grp.minDirty != noSlice && grp.minDirty > last
 		}
-		if a.ret != nil {
+		if a.ret != nil && (grp.minDirty != noSlice || grp.emitted < 0) {
+			// A group unchanged since its last emission keeps its new-user and retention
+			// counts: every input they read marks it changed (retention.go).
 			a.ret.fill(nd, t, g)
 		}
 		// Records ascending by slice.

@@ -51,16 +51,19 @@ type retState struct {
 	nodes  []*node
 	nodeIx map[*node]int
 
-	fields   []int                  // distinct fields that new_users or retention read, ascending
-	first    []*retention.FirstSeen // per fields entry
-	newWord  []int                  // per fields entry: the new_users word, -1 none
-	measures []retMeasure           // one per retention measure of the cube
-	daysN    []int                  // the distinct N of the retention measures
-	maxDays  int                    // largest N, 0 without retention measures
-	histWin  int                    // window whose closed days go into the ring
-	ring     *retention.Ring[*dayState]
-	evicted  []retention.Day             // days dropped from the ring since the last checkpoint
-	closing  map[retention.Day]*dayState // days retired by the running Advance, not yet in the ring
+	fields     []int                  // distinct fields that new_users or retention read, ascending
+	first      []*retention.FirstSeen // per fields entry
+	newWord    []int                  // per fields entry: the new_users word, -1 none
+	measures   []retMeasure           // one per retention measure of the cube
+	daysN      []int                  // the distinct N of the retention measures
+	maxDays    int                    // largest N, 0 without retention measures
+	histWin    int                    // window whose closed days go into the ring
+	ring       *retention.Ring[*dayState]
+	evicted    []retention.Day // days dropped from the ring since the last checkpoint
+	closing    map[retention.Day]*dayState
+	free       [][]dayTable // per node: tables of days that left the ring, for reuse
+	caches     map[*instTable]*prevCache
+	freeCaches []*prevCache // days retired by the running Advance, not yet in the ring
 
 	// Event-day cache of observe.
 	hasTumbling bool
@@ -70,9 +73,10 @@ type retState struct {
 	starts map[int64]retention.Day // window start → day
 	dayMS  map[retention.Day]int64 // day → its start, Unix ms
 
-	moves []retMove          // first-day moves of the current flush
-	key   []uint32           // scratch: [instance id, dims…]
-	cur   []*bitmapstate.Set // scratch: per fields entry, the sets of the record being filled
+	moves   []retMove              // first-day moves of the current flush
+	touched map[retention.Day]bool // days with accepted events carrying ids in the current flush
+	key     []uint32               // scratch: [instance id, dims…]
+	cur     []*bitmapstate.Set     // scratch: per fields entry, the sets of the record being filled
 }
 
 type retMeasure struct {
@@ -80,6 +84,7 @@ type retMeasure struct {
 	days      int
 	cohortNew bool
 	word      int // retained count; word+1 is the cohort size
+	dayIdx    int // index of days in retState.daysN
 	// Per fill: A(g, d−N) and new(d−N).
 	prev, newPrev *bitmapstate.Set
 }
@@ -101,13 +106,44 @@ type dayState struct {
 type dayTable struct {
 	keys keyTable
 	sets []bitmapstate.Set
+	// tags holds, per slot of keys, the top 8 bits of the hash of its key, so that a lookup of a
+	// group absent that day (the usual case for fine-grained groups) rarely reads a key.
+	tags []uint8
+}
+
+// find returns the entry of key (hash h), if present; it builds the tags on first use.
+func (tb *dayTable) find(key []uint32, h uint64) (int32, bool) {
+	t := &tb.keys
+	if t.n == 0 {
+		return -1, false
+	}
+	if len(tb.tags) != len(t.slots) {
+		tb.tags = slices.Grow(tb.tags[:0], len(t.slots))[:len(t.slots)]
+		for i, s := range t.slots {
+			if s != 0 {
+				tb.tags[i] = uint8(hashKey(t.key(s-1)) >> 56)
+			}
+		}
+	}
+	tag, w := uint8(h>>56), t.width
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		s := t.slots[i]
+		if s == 0 {
+			return -1, false
+		}
+		if tb.tags[i] == tag {
+			if e := int(s - 1); equalKey(t.keys[e*w:e*w+w], key) {
+				return s - 1, true
+			}
+		}
+	}
 }
 
 func newRetState(a *Aggregator) *retState {
 	p := a.plan
 	rs := &retState{a: a, loc: p.Cube.Timezone, nodeIx: map[*node]int{}, histWin: -1,
 		latenessMS: p.Cube.EventTime.AllowedLateness.Milliseconds(),
-		starts:     map[int64]retention.Day{}, dayMS: map[retention.Day]int64{},
+		starts:     map[int64]retention.Day{}, dayMS: map[retention.Day]int64{}, touched: map[retention.Day]bool{},
 		closing: map[retention.Day]*dayState{}}
 	if rs.loc == nil {
 		rs.loc = time.UTC
@@ -141,6 +177,7 @@ func newRetState(a *Aggregator) *retState {
 			if !slices.Contains(rs.daysN, m.Days) {
 				rs.daysN = append(rs.daysN, m.Days)
 			}
+			rs.measures[len(rs.measures)-1].dayIdx = slices.Index(rs.daysN, m.Days)
 			rs.maxDays = max(rs.maxDays, m.Days)
 		}
 	}
@@ -164,6 +201,8 @@ func newRetState(a *Aggregator) *retState {
 	for i, nd := range rs.nodes {
 		rs.nodeIx[nd] = i
 	}
+	rs.free = make([][]dayTable, len(rs.nodes))
+	rs.caches = map[*instTable]*prevCache{}
 	if rs.maxDays > 0 {
 		rs.ring = retention.NewRing[*dayState](rs.maxDays)
 	}
@@ -217,6 +256,7 @@ func (rs *retState) observe(b *Batch) {
 	var start, end int64 = 1, 0
 	var day retention.Day
 	rs.moves = rs.moves[:0]
+	clear(rs.touched)
 	for i := 0; i < b.Len; i++ {
 		t := b.Times[i]
 		if t < start || t >= end {
@@ -231,6 +271,9 @@ func (rs *retState) observe(b *Batch) {
 			id := ids[f]
 			if id == dictionary.NoID {
 				continue
+			}
+			if !rs.touched[day] {
+				rs.touched[day] = true
 			}
 			if prev, changed := rs.first[fp].Observe(id, day); changed && prev != retention.Never {
 				rs.moves = append(rs.moves, retMove{field: fp, from: prev, id: id})
@@ -272,37 +315,6 @@ func (rs *retState) lookup(nd *node, in *instance, dims []uint32) (t *instTable,
 	return t, g, ok
 }
 
-// activeSet returns A(g, d) of field position fp for the group with key dims in node ni: from
-// the history window's open instance of day d, else from the days closing now or the ring; nil
-// when the group had no event that day.
-func (rs *retState) activeSet(ni int, dims []uint32, d retention.Day, fp int) *bitmapstate.Set {
-	nd := rs.nodes[ni]
-	if in := rs.instanceAt(rs.histWin, d); in != nil {
-		if t, g, ok := rs.lookup(nd, in, dims); ok {
-			return &t.sets[int(g)*rs.a.ndf+rs.fields[fp]]
-		}
-		return nil
-	}
-	if rs.ring == nil {
-		return nil
-	}
-	ds := rs.closing[d]
-	if ds == nil {
-		var ok bool
-		if ds, ok = rs.ring.Get(d); !ok {
-			return nil
-		}
-	}
-	k := append(append(rs.key[:0], ds.salt), dims...)
-	rs.key = k
-	tb := &ds.tables[ni][shardOf(hashKey(k), rs.a.n)]
-	g, ok := tb.keys.find(dims, hashKey(dims))
-	if !ok {
-		return nil
-	}
-	return &tb.sets[int(g)*len(rs.fields)+fp]
-}
-
 // markChanged makes group g of t emit all its rows again at the next emission.
 func markChanged(t *instTable, g int32) {
 	grp := &t.groups[g]
@@ -326,7 +338,7 @@ func (rs *retState) markKey(ni int, dims []uint32, d retention.Day) {
 // afterProcess marks the groups whose rows changed through another day's input in this flush:
 // the groups holding an id whose first day moved (on the old day, and N days later for
 // new-cohort retention), and, when day d+N is open, the groups of day d+N whose day-d group
-// changed.
+// changed (only days that got ids in this flush can have changed ones).
 func (rs *retState) afterProcess() {
 	a := rs.a
 	if len(rs.moves) > 0 {
@@ -360,6 +372,9 @@ func (rs *retState) afterProcess() {
 	}
 	for _, in := range a.instances {
 		d := rs.dayOf(in.start)
+		if !rs.touched[d] {
+			continue
+		}
 		for _, n := range rs.daysN {
 			later := d + retention.Day(n)
 			if !open[later] {
@@ -421,13 +436,103 @@ func (rs *retState) markMoved(fp int, from retention.Day, moved *bitmapstate.Set
 	}
 }
 
-// prepare resolves, for the group with key dims of node ni on day d, each retention measure's
-// previous-day sets.
-func (rs *retState) prepare(ni int, dims []uint32, d retention.Day) {
+// prevCache remembers, for the groups of one table, where their sets of day d−N are when that
+// day is closed (its tables no longer change), so that a group emitted again needs no lookup.
+type prevCache struct {
+	inst uint32  // the instance the table held when the cache was filled
+	refs []int64 // per group × len(daysN): refUnknown, refAbsent, or shard<<32 | entry
+}
+
+const (
+	refUnknown = -2
+	refAbsent  = -1
+)
+
+// cacheFor returns t's cache, sized for its groups.
+func (rs *retState) cacheFor(t *instTable) *prevCache {
+	pc := rs.caches[t]
+	if pc == nil {
+		if n := len(rs.freeCaches); n > 0 {
+			pc = rs.freeCaches[n-1]
+			rs.freeCaches = rs.freeCaches[:n-1]
+		} else {
+			pc = &prevCache{}
+		}
+		pc.inst, pc.refs = t.inst.id, pc.refs[:0]
+		rs.caches[t] = pc
+	}
+	if pc.inst != t.inst.id {
+		pc.inst, pc.refs = t.inst.id, pc.refs[:0]
+	}
+	if n := len(t.groups) * len(rs.daysN); len(pc.refs) < n {
+		old := len(pc.refs)
+		if cap(pc.refs) < n {
+			pc.refs = slices.Grow(pc.refs, max(n, 2*cap(pc.refs))-old)
+		}
+		pc.refs = pc.refs[:n]
+		for i := old; i < n; i++ {
+			pc.refs[i] = refUnknown
+		}
+	}
+	return pc
+}
+
+// prevSet returns A(g, back) of field position fp for group g of t (node ni); k indexes
+// rs.daysN. A closed day's answer is cached.
+func (rs *retState) prevSet(ni int, t *instTable, g int32, back retention.Day, fp, k int, pc *prevCache) *bitmapstate.Set {
+	nf := len(rs.fields)
+	ref := &pc.refs[int(g)*len(rs.daysN)+k]
+	switch {
+	case *ref == refAbsent:
+		return nil
+	case *ref >= 0:
+		ds := rs.closing[back]
+		if ds == nil {
+			ds, _ = rs.ring.Get(back)
+		}
+		return &ds.tables[ni][*ref>>32].sets[int(int32(*ref))*nf+fp]
+	}
+	dims := t.keys.key(g)
+	if in := rs.instanceAt(rs.histWin, back); in != nil {
+		if ot, og, ok := rs.lookup(rs.nodes[ni], in, dims); ok {
+			return &ot.sets[int(og)*rs.a.ndf+rs.fields[fp]] // open: may still change, not cached
+		}
+		return nil
+	}
+	if rs.ring == nil {
+		return nil
+	}
+	ds := rs.closing[back]
+	if ds == nil {
+		var ok bool
+		if ds, ok = rs.ring.Get(back); !ok {
+			return nil // no group that day so far (the day may still come: not cached)
+		}
+	}
+	k64 := append(append(rs.key[:0], ds.salt), dims...)
+	rs.key = k64
+	shard := shardOf(hashKey(k64), rs.a.n)
+	tb := &ds.tables[ni][shard]
+	e, ok := tb.find(dims, hashKey(dims))
+	if !ok {
+		*ref = refAbsent
+		return nil
+	}
+	*ref = int64(shard)<<32 | int64(e)
+	return &tb.sets[int(e)*nf+fp]
+}
+
+// prepare resolves, for group g of t (node ni) on day d, each retention measure's previous-day
+// sets.
+func (rs *retState) prepare(ni int, t *instTable, g int32, d retention.Day) {
+	if len(rs.measures) == 0 {
+		return
+	}
+	pc := rs.cacheFor(t)
 	for i := range rs.measures {
 		m := &rs.measures[i]
 		back := d - retention.Day(m.days)
-		m.prev = rs.activeSet(ni, dims, back, m.field)
+		m.prev = rs.prevSet(ni, t, g, back, m.field, m.dayIdx, pc)
 		m.newPrev = nil
 		if m.cohortNew && m.prev != nil {
 			m.newPrev = rs.first[m.field].New(back)
@@ -463,7 +568,7 @@ func (rs *retState) fill(nd *node, t *instTable, g int32) {
 	in := t.inst
 	d := rs.dayOf(in.start)
 	ni := rs.nodeIx[nd]
-	rs.prepare(ni, t.keys.key(g), d)
+	rs.prepare(ni, t, g, d)
 	grp := &t.groups[g]
 	if a.wins[in.window].stepMS == 0 {
 		for fp, f := range rs.fields {
@@ -496,7 +601,8 @@ func (rs *retState) openSets(t *instTable, r int) {
 }
 
 // freeze computes, before the slices [in.closedSlices, closed) of cumulative instance in close
-// and their open sets are dropped, their derived words, which can no longer change.
+// and their open sets are dropped, their derived words, which can no longer change. A group not
+// changed since its last emission has them already.
 func (rs *retState) freeze(in *instance, closed int32) {
 	a := rs.a
 	d := rs.dayOf(in.start)
@@ -510,6 +616,9 @@ func (rs *retState) freeze(in *instance, closed int32) {
 				continue
 			}
 			for g := range t.groups {
+				if grp := &t.groups[g]; grp.minDirty == noSlice && grp.emitted >= 0 {
+					continue // filled at its last emission, unchanged since
+				}
 				prepared := false
 				for r := int(t.groups[g].head); r != -1; {
 					next := int(int64(t.recs[r+recNext]))
@@ -519,7 +628,7 @@ func (rs *retState) freeze(in *instance, closed int32) {
 					}
 					if s < closed {
 						if !prepared {
-							rs.prepare(ni, t.keys.key(int32(g)), d)
+							rs.prepare(ni, t, int32(g), d)
 							prepared = true
 						}
 						rs.openSets(t, r)
@@ -537,6 +646,10 @@ func (rs *retState) freeze(in *instance, closed int32) {
 // every window has emitted its final rows (until then activeSet finds it among the closing days).
 // t keeps fresh, empty keys and sets.
 func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
+	if pc := rs.caches[t]; pc != nil { // the table is released (every closing table comes here)
+		delete(rs.caches, t)
+		rs.freeCaches = append(rs.freeCaches, pc)
+	}
 	if rs.ring == nil || in.window != rs.histWin || nd.gs < 0 {
 		return
 	}
@@ -547,9 +660,11 @@ func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
 		ds = rs.newDayState(in.id)
 		rs.closing[d] = ds
 	}
-	tb := &ds.tables[rs.nodeIx[nd]][si]
+	ni := rs.nodeIx[nd]
+	tb := &ds.tables[ni][si]
 	tb.keys = t.keys
-	if len(rs.fields) == a.ndf {
+	direct := len(rs.fields) == a.ndf
+	if direct {
 		tb.sets = t.sets
 	} else {
 		tb.sets = make([]bitmapstate.Set, 0, int(t.keys.n)*len(rs.fields))
@@ -559,9 +674,19 @@ func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
 			}
 		}
 	}
-	// The sets now belong to the ring: the pooled table must not reuse their memory.
-	t.keys = newKeyTable(t.keys.width)
-	t.sets = nil
+	// The keys and sets now belong to the ring, so the pooled table must not reuse their
+	// memory: it takes over the memory of a day that left the ring (the other half of the
+	// double buffer), or starts empty.
+	t.keys, t.sets = newKeyTable(t.keys.width), nil
+	if n := len(rs.free[ni]); n > 0 {
+		old := rs.free[ni][n-1]
+		rs.free[ni] = rs.free[ni][:n-1]
+		old.keys.reset()
+		t.keys = old.keys
+		if direct {
+			t.sets = old.sets[:0] // growSets resets them on reuse
+		}
+	}
 }
 
 func (rs *retState) newDayState(salt uint32) *dayState {
@@ -588,8 +713,11 @@ func (rs *retState) finishClosing(wm int64) {
 		}
 		slices.Sort(days)
 		for _, d := range days {
-			if _, goneDay, evicted := rs.ring.Put(d, rs.closing[d]); evicted {
+			if gone, goneDay, evicted := rs.ring.Put(d, rs.closing[d]); evicted {
 				rs.evicted = append(rs.evicted, goneDay)
+				for ni, tbs := range gone.tables {
+					rs.free[ni] = append(rs.free[ni], tbs...)
+				}
 			}
 		}
 		clear(rs.closing)
@@ -633,7 +761,7 @@ func (ds *dayState) sizeBytes() uint64 {
 	var n uint64
 	for _, tbs := range ds.tables {
 		for i := range tbs {
-			n += tbs[i].keys.sizeBytes() + uint64(cap(tbs[i].sets))*48
+			n += tbs[i].keys.sizeBytes() + uint64(cap(tbs[i].sets))*48 + uint64(cap(tbs[i].tags))
 			for j := range tbs[i].sets {
 				n += tbs[i].sets[j].SizeBytes() - 48
 			}
