@@ -73,10 +73,11 @@ type retState struct {
 	starts map[int64]retention.Day // window start → day
 	dayMS  map[retention.Day]int64 // day → its start, Unix ms
 
-	moves   []retMove              // first-day moves of the current flush
-	touched map[retention.Day]bool // days with accepted events carrying ids in the current flush
-	key     []uint32               // scratch: [instance id, dims…]
-	cur     []*bitmapstate.Set     // scratch: per fields entry, the sets of the record being filled
+	moves    []retMove              // first-day moves of the current flush
+	movedIDs []uint32               // scratch of afterProcess
+	touched  map[retention.Day]bool // days with accepted events carrying ids in the current flush
+	key      []uint32               // scratch: [instance id, dims…]
+	cur      []*bitmapstate.Set     // scratch: per fields entry, the sets of the record being filled
 }
 
 type retMeasure struct {
@@ -104,39 +105,8 @@ type dayState struct {
 }
 
 type dayTable struct {
-	keys keyTable
+	keys keyTable // hashed like the instance table it came from: hashKey([salt, dims…])
 	sets []bitmapstate.Set
-	// tags holds, per slot of keys, the top 8 bits of the hash of its key, so that a lookup of a
-	// group absent that day (the usual case for fine-grained groups) rarely reads a key.
-	tags []uint8
-}
-
-// find returns the entry of key (hash h), if present; it builds the tags on first use.
-func (tb *dayTable) find(key []uint32, h uint64) (int32, bool) {
-	t := &tb.keys
-	if t.n == 0 {
-		return -1, false
-	}
-	if len(tb.tags) != len(t.slots) {
-		tb.tags = slices.Grow(tb.tags[:0], len(t.slots))[:len(t.slots)]
-		for i, s := range t.slots {
-			if s != 0 {
-				tb.tags[i] = uint8(hashKey(t.key(s-1)) >> 56)
-			}
-		}
-	}
-	tag, w := uint8(h>>56), t.width
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		s := t.slots[i]
-		if s == 0 {
-			return -1, false
-		}
-		if tb.tags[i] == tag {
-			if e := int(s - 1); equalKey(t.keys[e*w:e*w+w], key) {
-				return s - 1, true
-			}
-		}
-	}
 }
 
 func newRetState(a *Aggregator) *retState {
@@ -230,18 +200,18 @@ func (rs *retState) startOf(d retention.Day) int64 {
 	return ms
 }
 
-// find returns the entry of key, if present.
+// find returns the entry of key, whose hash is h (as passed to findOrInsert), if present.
 func (t *keyTable) find(key []uint32, h uint64) (int32, bool) {
 	if t.n == 0 {
 		return -1, false
 	}
-	w := t.width
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	w, tag := t.width, uint32(h)
+	for i := uint64(tag) & t.mask; ; i = (i + 1) & t.mask {
 		s := t.slots[i]
 		if s == 0 {
 			return -1, false
 		}
-		if e := int(s - 1); equalKey(t.keys[e*w:e*w+w], key) {
+		if e := int(s - 1); t.tags[e] == tag && equalKey(t.keys[e*w:e*w+w], key) {
 			return s - 1, true
 		}
 	}
@@ -307,11 +277,12 @@ func (rs *retState) instanceAt(w int, d retention.Day) *instance {
 func (rs *retState) lookup(nd *node, in *instance, dims []uint32) (t *instTable, g int32, ok bool) {
 	k := append(append(rs.key[:0], in.id), dims...)
 	rs.key = k
-	t = nd.shards[shardOf(hashKey(k), rs.a.n)].tables[in.id]
+	h := hashKey(k)
+	t = nd.shards[shardOf(h, rs.a.n)].tables[in.id]
 	if t == nil {
 		return nil, -1, false
 	}
-	g, ok = t.keys.find(dims, hashKey(dims))
+	g, ok = t.keys.find(dims, h)
 	return t, g, ok
 }
 
@@ -351,11 +322,14 @@ func (rs *retState) afterProcess() {
 		for i := 0; i < len(rs.moves); {
 			j := i
 			var moved bitmapstate.Set
+			ids := rs.movedIDs[:0]
 			for j < len(rs.moves) && rs.moves[j].field == rs.moves[i].field && rs.moves[j].from == rs.moves[i].from {
 				moved.Add(rs.moves[j].id)
+				ids = append(ids, rs.moves[j].id)
 				j++
 			}
-			rs.markMoved(rs.moves[i].field, rs.moves[i].from, &moved)
+			rs.markMoved(rs.moves[i].field, rs.moves[i].from, &moved, ids)
+			rs.movedIDs = ids
 			i = j
 		}
 		rs.moves = rs.moves[:0]
@@ -400,7 +374,7 @@ func (rs *retState) afterProcess() {
 
 // markMoved marks the groups of day from holding one of moved (ids of field position fp whose
 // first day moved to an earlier day), and their rows of new-cohort retention N days later.
-func (rs *retState) markMoved(fp int, from retention.Day, moved *bitmapstate.Set) {
+func (rs *retState) markMoved(fp int, from retention.Day, moved *bitmapstate.Set, ids []uint32) {
 	a := rs.a
 	f := rs.fields[fp]
 	for w := range a.wins {
@@ -418,7 +392,11 @@ func (rs *retState) markMoved(fp int, from retention.Day, moved *bitmapstate.Set
 					continue
 				}
 				for g := range t.groups {
-					if bitmapstate.IntersectionLen(&t.sets[g*a.ndf+f], moved) == 0 {
+					set := &t.sets[g*a.ndf+f]
+					if set.HasEvicted() && !a.loadBlocks(t, int32(g), f, set, ids) {
+						continue
+					}
+					if bitmapstate.IntersectionLen(set, moved) == 0 {
 						continue
 					}
 					markChanged(t, int32(g))
@@ -495,7 +473,7 @@ func (rs *retState) prevSet(ni int, t *instTable, g int32, back retention.Day, f
 	dims := t.keys.key(g)
 	if in := rs.instanceAt(rs.histWin, back); in != nil {
 		if ot, og, ok := rs.lookup(rs.nodes[ni], in, dims); ok {
-			return &ot.sets[int(og)*rs.a.ndf+rs.fields[fp]] // open: may still change, not cached
+			return rs.resident(ot, og, rs.fields[fp]) // open: may still change, not cached
 		}
 		return nil
 	}
@@ -511,9 +489,10 @@ func (rs *retState) prevSet(ni int, t *instTable, g int32, back retention.Day, f
 	}
 	k64 := append(append(rs.key[:0], ds.salt), dims...)
 	rs.key = k64
-	shard := shardOf(hashKey(k64), rs.a.n)
+	h := hashKey(k64)
+	shard := shardOf(h, rs.a.n)
 	tb := &ds.tables[ni][shard]
-	e, ok := tb.find(dims, hashKey(dims))
+	e, ok := tb.keys.find(dims, h)
 	if !ok {
 		*ref = refAbsent
 		return nil
@@ -572,7 +551,7 @@ func (rs *retState) fill(nd *node, t *instTable, g int32) {
 	grp := &t.groups[g]
 	if a.wins[in.window].stepMS == 0 {
 		for fp, f := range rs.fields {
-			rs.cur[fp] = &t.sets[int(g)*a.ndf+f]
+			rs.cur[fp] = rs.resident(t, g, f)
 		}
 		r := int(grp.head)
 		rs.fillRecord(t.recs[r+recCells:r+recCells+a.layout.n], d, true)
@@ -662,6 +641,13 @@ func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
 	}
 	ni := rs.nodeIx[nd]
 	tb := &ds.tables[ni][si]
+	// The sets leave the store's keys of the window (deleted at the next checkpoint): every
+	// block must be in memory.
+	for g := int32(0); g < t.keys.n; g++ {
+		for _, f := range rs.fields {
+			rs.resident(t, g, f)
+		}
+	}
 	tb.keys = t.keys
 	direct := len(rs.fields) == a.ndf
 	if direct {
@@ -669,14 +655,18 @@ func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
 	} else {
 		tb.sets = make([]bitmapstate.Set, 0, int(t.keys.n)*len(rs.fields))
 		for g := 0; g < int(t.keys.n); g++ {
-			for _, f := range rs.fields {
-				tb.sets = append(tb.sets, t.sets[g*a.ndf+f])
+			for f := 0; f < a.ndf; f++ {
+				if slices.Contains(rs.fields, f) {
+					tb.sets = append(tb.sets, t.sets[g*a.ndf+f])
+				} else {
+					t.sets[g*a.ndf+f].Release(t.setPool)
+				}
 			}
 		}
 	}
 	// The keys and sets now belong to the ring, so the pooled table must not reuse their
 	// memory: it takes over the memory of a day that left the ring (the other half of the
-	// double buffer), or starts empty.
+	// double buffer, its sets already released to the pools), or starts empty.
 	t.keys, t.sets = newKeyTable(t.keys.width), nil
 	if n := len(rs.free[ni]); n > 0 {
 		old := rs.free[ni][n-1]
@@ -684,9 +674,34 @@ func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
 		old.keys.reset()
 		t.keys = old.keys
 		if direct {
-			t.sets = old.sets[:0] // growSets resets them on reuse
+			t.sets = old.sets[:0] // zero sets, as growSets expects past len
 		}
 	}
+}
+
+// resident returns group g's set of field f in t with every block in memory, reading evicted
+// blocks back from the state store; nil (no ids) when that fails (Aggregator.Err reports it).
+func (rs *retState) resident(t *instTable, g int32, f int) *bitmapstate.Set {
+	a := rs.a
+	set := &t.sets[int(g)*a.ndf+f]
+	if !set.HasEvicted() {
+		return set
+	}
+	if a.reader == nil {
+		a.fail(fmt.Errorf("distinct set has evicted blocks but no state store"))
+		return nil
+	}
+	err := set.LoadAll(t.setPool, func(bk uint16) ([]byte, error) {
+		key := appendStateKey(nil, a.statePrefix, t.node, t.inst.window, t.inst.start, t.keys.key(g))
+		key = append(key, byte(f), byte(bk>>8), byte(bk))
+		a.loads.Add(1)
+		return a.reader(key)
+	})
+	if err != nil {
+		a.fail(fmt.Errorf("reading evicted state: %w", err))
+		return nil
+	}
+	return set
 }
 
 func (rs *retState) newDayState(salt uint32) *dayState {
@@ -716,6 +731,11 @@ func (rs *retState) finishClosing(wm int64) {
 			if gone, goneDay, evicted := rs.ring.Put(d, rs.closing[d]); evicted {
 				rs.evicted = append(rs.evicted, goneDay)
 				for ni, tbs := range gone.tables {
+					for si := range tbs {
+						for i := range tbs[si].sets {
+							tbs[si].sets[i].Release(rs.nodes[ni].shards[si].sets)
+						}
+					}
 					rs.free[ni] = append(rs.free[ni], tbs...)
 				}
 			}
@@ -761,9 +781,9 @@ func (ds *dayState) sizeBytes() uint64 {
 	var n uint64
 	for _, tbs := range ds.tables {
 		for i := range tbs {
-			n += tbs[i].keys.sizeBytes() + uint64(cap(tbs[i].sets))*48 + uint64(cap(tbs[i].tags))
+			n += tbs[i].keys.sizeBytes() + uint64(cap(tbs[i].sets))*bitmapstate.StructBytes
 			for j := range tbs[i].sets {
-				n += tbs[i].sets[j].SizeBytes() - 48
+				n += tbs[i].sets[j].SizeBytes() - bitmapstate.StructBytes
 			}
 		}
 	}
@@ -877,9 +897,9 @@ func (rs *retState) restore(key, val []byte) error {
 		for i := range dims {
 			dims[i] = binary.BigEndian.Uint32(key[7+4*i:])
 		}
-		k := append([]uint32{ds.salt}, dims...)
-		tb := &ds.tables[ni][shardOf(hashKey(k), rs.a.n)]
-		if _, fresh := tb.keys.findOrInsert(dims, hashKey(dims)); !fresh {
+		h := hashKey(append([]uint32{ds.salt}, dims...))
+		tb := &ds.tables[ni][shardOf(h, rs.a.n)]
+		if _, fresh := tb.keys.findOrInsert(dims, h); !fresh {
 			return fmt.Errorf("%w: retention group stored twice", errBadState)
 		}
 		b := val

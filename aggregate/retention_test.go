@@ -204,8 +204,10 @@ func growthOracle(p *cube.Plan, evs []gEvent, live bool) map[string][]string {
 // max time − ooo (never when ooo < 0: a live run whose windows all stay open) and every window
 // early-fires. It returns the upserted rows. With restoreEvery > 0 the aggregator is
 // checkpointed and replaced by a fresh one restored from the checkpoint every restoreEvery
-// batches (a crash and restart at that point).
-func feedGrowth(t *testing.T, a *Aggregator, p *cube.Plan, evs []gEvent, batch int, ooo int64, restoreEvery int, opts ...Option) (map[string][]string, *Aggregator) {
+// batches (a crash and restart at that point). With evict set, it is checkpointed after every
+// batch and every block of its distinct sets evicted (a 1-byte memory budget), and restores
+// leave every block in the store: the measures read them back.
+func feedGrowth(t *testing.T, a *Aggregator, p *cube.Plan, evs []gEvent, batch int, ooo int64, restoreEvery int, evict bool, opts ...Option) (map[string][]string, *Aggregator) {
 	t.Helper()
 	got := map[string][]string{}
 	final := map[string]bool{}
@@ -220,6 +222,16 @@ func feedGrowth(t *testing.T, a *Aggregator, p *cube.Plan, evs []gEvent, batch i
 		got[k] = rowValues(r)
 	}
 	store := map[string][]byte{}
+	read := func(k []byte) ([]byte, error) {
+		v, ok := store[string(k)]
+		if !ok {
+			return nil, fmt.Errorf("key %x not in the store", k)
+		}
+		return append([]byte(nil), v...), nil
+	}
+	if evict {
+		a.SetStateStore(nil, read, 1)
+	}
 	var b Batch
 	for i, n := 0, 0; i < len(evs); i, n = i+batch, n+1 {
 		b.Reset()
@@ -236,12 +248,24 @@ func feedGrowth(t *testing.T, a *Aggregator, p *cube.Plan, evs []gEvent, batch i
 		for w := range p.Windows {
 			a.Emit(w, emit)
 		}
+		if err := a.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if evict {
+			if _, err := a.WriteCheckpoint(nil, mapWriter(store)); err != nil {
+				t.Fatal(err)
+			}
+			a.Evict()
+		}
 		if restoreEvery > 0 && n%restoreEvery == restoreEvery-1 {
 			if _, err := a.WriteCheckpoint(nil, mapWriter(store)); err != nil {
 				t.Fatal(err)
 			}
 			wm, maxT := a.Watermark(), a.MaxEventTime()
 			a = New(p, opts...)
+			if evict {
+				a.SetStateStore(nil, read, 1)
+			}
 			keys := make([]string, 0, len(store))
 			for k := range store {
 				keys = append(keys, k)
@@ -252,7 +276,9 @@ func feedGrowth(t *testing.T, a *Aggregator, p *cube.Plan, evs []gEvent, batch i
 					t.Fatalf("restoring key %x: %v", k, err)
 				}
 			}
-			a.FinishRestore(wm, maxT)
+			if err := a.FinishRestore(wm, maxT); err != nil {
+				t.Fatal(err)
+			}
 			for w := range p.Windows {
 				a.Emit(w, emit) // every restored group is emitted again
 			}
@@ -297,12 +323,15 @@ func TestGrowthOracle(t *testing.T) {
 		ooo          time.Duration // -1: never advance (live)
 		lateness     time.Duration
 		restoreEvery int
+		evict        bool
 	}{
-		{"closing", 2 * time.Hour, 2 * time.Hour, 3 * time.Hour, 0},
-		{"closing/restarts", 2 * time.Hour, 2 * time.Hour, 3 * time.Hour, 3},
-		{"live/40h disorder", 40 * time.Hour, -1, 0, 0},
-		{"live/40h disorder/restarts", 40 * time.Hour, -1, 0, 4},
-		{"lateness 30h/closing", 28 * time.Hour, 28 * time.Hour, 30 * time.Hour, 5},
+		{"closing", 2 * time.Hour, 2 * time.Hour, 3 * time.Hour, 0, false},
+		{"closing/restarts", 2 * time.Hour, 2 * time.Hour, 3 * time.Hour, 3, false},
+		{"closing/restarts/evicting", 2 * time.Hour, 2 * time.Hour, 3 * time.Hour, 3, true},
+		{"live/40h disorder", 40 * time.Hour, -1, 0, 0, false},
+		{"live/40h disorder/restarts", 40 * time.Hour, -1, 0, 4, false},
+		{"live/40h disorder/restarts/evicting", 40 * time.Hour, -1, 0, 4, true},
+		{"lateness 30h/closing", 28 * time.Hour, 28 * time.Hour, 30 * time.Hour, 5, false},
 	}
 	for _, tc := range cases {
 		for _, workers := range []int{1, 3} {
@@ -315,11 +344,17 @@ func TestGrowthOracle(t *testing.T) {
 				if tc.ooo < 0 {
 					ooo = -1
 				}
-				got, a := feedGrowth(t, a, p, evs, 250, ooo, tc.restoreEvery, WithWorkers(workers))
+				got, a := feedGrowth(t, a, p, evs, 250, ooo, tc.restoreEvery, tc.evict, WithWorkers(workers))
 				if tc.ooo < 0 {
 					compareRows(t, got, growthOracle(p, evs, true)) // early fires only
 				}
 				a.Advance(math.MaxInt64, func(r *Row) { got[rowKey(r)] = rowValues(r) })
+				if err := a.Err(); err != nil {
+					t.Fatal(err)
+				}
+				if tc.evict && a.Stats().BlockLoads == 0 {
+					t.Error("no evicted block was read back")
+				}
 				compareRows(t, got, growthOracle(p, evs, false))
 				checkRetentionUsed(t, got)
 			})
@@ -396,7 +431,7 @@ func TestGrowthFirstDayMoves(t *testing.T) {
 	}
 	for _, workers := range []int{1, 2} {
 		p := growthPlan(t, 0, cube.Window{Granularity: cube.Day}, cube.Window{Granularity: cube.Day, Step: 6 * time.Hour})
-		got, _ := feedGrowth(t, New(p, WithWorkers(workers)), p, evs, 3, -1, 0)
+		got, _ := feedGrowth(t, New(p, WithWorkers(workers)), p, evs, 3, -1, 0, false)
 		compareRows(t, got, growthOracle(p, evs, true))
 		if v := got[fmt.Sprintf("w0 g0 %d %d [0 0]", day(1)-12*3_600_000, day(2)-12*3_600_000)]; len(v) == 0 || v[2] != "0" {
 			t.Errorf("day 1 row of group [0 0]: %v, want no new user", v)

@@ -9,7 +9,7 @@ import (
 // random sets of every representation (inline, sorted slice, roaring).
 func TestIntersectionLen(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	sizes := []int{0, 1, 3, 4, 20, SmallMax, SmallMax + 1, 500, 5000}
+	sizes := []int{0, 1, 3, 4, 20, SmallMax, SmallMax + 1, 500, 5000, 30000}
 	build := func(n int, universe int) (*Set, map[uint32]bool) {
 		s, m := &Set{}, map[uint32]bool{}
 		for len(m) < n {
@@ -21,8 +21,13 @@ func TestIntersectionLen(t *testing.T) {
 	}
 	for _, na := range sizes {
 		for _, nb := range sizes {
-			for _, nc := range []int{2, SmallMax + 5, 3000} {
-				universe := 3 * max(na, nb, nc, 10)
+			for _, nc := range []int{2, SmallMax + 5, 3000, 40000} {
+				// Dense blocks (bitsets) where sets are large, several blocks each, and sparse
+				// blocks spread over 16 blocks for the smaller sizes.
+				universe := max(3*max(na, nb, nc, 10), 1<<20)
+				if max(na, nb, nc) > 5000 {
+					universe = 3 << BlockBits
+				}
 				a, ma := build(na, universe)
 				b, mb := build(nb, universe)
 				c, mc := build(nc, universe)
@@ -54,5 +59,31 @@ func TestIntersectionLen(t *testing.T) {
 	}
 	if IntersectionLen(nil, &Set{}) != 0 || IntersectionLen3(&Set{}, nil, &Set{}) != 0 {
 		t.Error("a nil set must count as empty")
+	}
+}
+
+// TestLoadAll evicts every block of a large set and loads them back through LoadAll from what
+// FlushDirty wrote.
+func TestLoadAll(t *testing.T) {
+	s := &Set{}
+	for x := uint32(0); x < 300_000; x += 7 {
+		s.Add(x)
+	}
+	stored := map[uint16][]byte{}
+	if _, err := s.FlushDirty(nil, func(key uint16, enc []byte) error {
+		stored[key] = append([]byte(nil), enc...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Evict(nil, true)
+	if s.EvictedBlocks() == 0 {
+		t.Fatal("nothing evicted")
+	}
+	if err := s.LoadAll(nil, func(key uint16) ([]byte, error) { return stored[key], nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s.HasEvicted() || !s.Contains(299_999-299_999%7) || s.Contains(8) || IntersectionLen(s, s) != s.Len() {
+		t.Errorf("after LoadAll: evicted %d, len %d", s.EvictedBlocks(), s.Len())
 	}
 }
