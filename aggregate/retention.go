@@ -44,28 +44,31 @@ import (
 // Exactness follows the lateness contract of the other measures: every event accepted by a
 // window counts, an event late for every window counts nowhere (it is dead-lettered).
 
-// retState is the aggregator's new-user and retention state; nil when the plan has neither.
+// retState is the aggregator's new-user and retention state; nil when the plan has neither. It
+// belongs to the aggregator's goroutine (it runs before and after Process's parallel phases).
 type retState struct {
 	a      *Aggregator
 	loc    *time.Location
 	nodes  []*node
 	nodeIx map[*node]int
 
-	fields     []int                  // distinct fields that new_users or retention read, ascending
-	first      []*retention.FirstSeen // per fields entry
-	newWord    []int                  // per fields entry: the new_users word, -1 none
-	measures   []retMeasure           // one per retention measure of the cube
-	daysN      []int                  // the distinct N of the retention measures
-	maxDays    int                    // largest N, 0 without retention measures
-	histWin    int                    // window whose closed days go into the ring
-	ring       *retention.Ring[*dayState]
-	evicted    []retention.Day // days dropped from the ring since the last checkpoint
-	closing    map[retention.Day]*dayState
-	free       [][]dayTable // per node: tables of days that left the ring, for reuse
-	caches     map[*instTable]*prevCache
-	freeCaches []*prevCache // days retired by the running Advance, not yet in the ring
+	fields   []int                  // distinct fields that new_users or retention read, ascending
+	first    []*retention.FirstSeen // per fields entry
+	newWord  []int                  // per fields entry: the new_users word, -1 none
+	measures []retMeasure           // one per retention measure of the cube
+	daysN    []int                  // the distinct N of the retention measures
+	maxDays  int                    // largest N, 0 without retention measures
+	histWin  int                    // window whose closed days go into the ring
 
-	// Event-day cache of observe.
+	ring    *retention.Ring[*dayState]  // the last maxDays closed days; nil when maxDays is 0
+	closing map[retention.Day]*dayState // days retired by the running Advance, not yet in the ring
+	evicted []retention.Day             // days dropped from the ring since the last checkpoint
+	free    [][]dayTable                // per node: tables of days that left the ring, for reuse
+
+	caches     map[*instTable]*prevCache // per open table: where its groups' closed days are
+	freeCaches []*prevCache              // caches of released tables, for reuse
+
+	// What observe needs to tell accepted events (all windows are day windows).
 	hasTumbling bool
 	cumSteps    []int64 // steps (ms) of the cumulative windows
 	latenessMS  int64
