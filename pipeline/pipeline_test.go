@@ -179,12 +179,12 @@ cubes:
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkEndToEndGrowth replays 2M generated JSON lines spread over 5 days (180k Zipf users)
+// BenchmarkEndToEndGrowth replays 1M generated JSON lines spread over 5 days (180k Zipf users)
 // through the whole pipeline with day windows (tumbling, and cumulative by hour) over the peer
 // model's 5 grouping sets, without (off) and with (on) new users, day-1 and day-7 (new cohort)
 // retention of the users. Compare events/cpu-s of the two (the goal: on at most 30% slower).
 func BenchmarkEndToEndGrowth(b *testing.B) {
-	const n, users = 2_000_000, 180_000
+	const n, users = 1_000_000, 180_000
 	dir := b.TempDir()
 	events := filepath.Join(dir, "events.jsonl")
 	f, err := os.Create(events)
