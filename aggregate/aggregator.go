@@ -137,6 +137,8 @@ type Aggregator struct {
 	ckBlocks    int // blocks written by checkpoints
 	evictions   int // blocks evicted
 	loads       atomic.Int64
+
+	ret *retState // new users and retention (retention.go); nil without such measures
 }
 
 type instKey struct {
@@ -256,6 +258,7 @@ func New(p *cube.Plan, opts ...Option) *Aggregator {
 		}
 		a.full = append(a.full, fw)
 	}
+	a.ret = newRetState(a)
 	return a
 }
 
@@ -280,6 +283,9 @@ func (a *Aggregator) MaxEventTime() int64 { return a.maxTime }
 func (a *Aggregator) Process(b *Batch, late []int) []int {
 	if b.Len == 0 {
 		return late
+	}
+	if a.ret != nil {
+		a.ret.observe(b)
 	}
 	n := a.n
 	chunk := (b.Len + n - 1) / n
@@ -312,6 +318,9 @@ func (a *Aggregator) Process(b *Batch, late []int) []int {
 		}
 	}
 	a.updateSteps()
+	if a.ret != nil {
+		a.ret.afterProcess()
+	}
 	return late
 }
 
@@ -806,6 +815,9 @@ func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 			closed++
 		}
 		if closed > in.closedSlices {
+			if a.ret != nil {
+				a.ret.freeze(in, closed)
+			}
 			in.closedSlices = closed
 			a.dropOpenSets(in)
 		}
@@ -814,10 +826,13 @@ func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 	for _, in := range closing {
 		in.lastStep = in.slices - 1
 		for _, nd := range a.nodes() {
-			for _, sh := range nd.shards {
+			for si, sh := range nd.shards {
 				if t := sh.tables[in.id]; t != nil {
 					if nd.gs >= 0 {
 						a.emitTable(nd, t, true, fn)
+					}
+					if a.ret != nil {
+						a.ret.retire(in, nd, si, t)
 					}
 					sh.release(t)
 				}
@@ -833,6 +848,9 @@ func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 				c.inst = nil
 			}
 		}
+	}
+	if a.ret != nil && len(closing) > 0 {
+		a.ret.finishClosing(wm)
 	}
 }
 
@@ -921,6 +939,11 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 		}
 		if from > last || grp.head < 0 {
 			return grp.minDirty != noSlice && grp.minDirty > last
+		}
+		if a.ret != nil && (grp.minDirty != noSlice || grp.emitted < 0) {
+			// A group unchanged since its last emission keeps its new-user and retention
+			// counts: every input they read marks it changed (retention.go).
+			a.ret.fill(nd, t, g)
 		}
 		// Records ascending by slice.
 		a.order = a.order[:0]
@@ -1032,6 +1055,9 @@ func (a *Aggregator) Stats() Stats {
 				st.NodePreaggBytes[1+j] += outs[i].sizeBytes()
 			}
 		}
+	}
+	if a.ret != nil {
+		st.StateBytes += a.ret.sizeBytes()
 	}
 	return st
 }

@@ -69,6 +69,11 @@ func (a *Aggregator) WriteCheckpoint(prefix []byte, w StateWriter) (groups int, 
 		}
 	}
 	a.closedSinceCheckpoint = a.closedSinceCheckpoint[:0]
+	if a.ret != nil {
+		if err := a.ret.writeCheckpoint(prefix, w); err != nil {
+			return groups, err
+		}
+	}
 	stride := recCells + a.layout.n
 	for ni, nd := range a.nodes() {
 		for _, sh := range nd.shards {
@@ -142,6 +147,9 @@ func (a *Aggregator) Restore(key, val []byte) error { return a.restore(&a.restor
 
 // restore is Restore following groups and blocks in rs.
 func (a *Aggregator) restore(rs *restoreState, key, val []byte) error {
+	if len(key) > 0 && a.ret != nil && key[0] >= keyRetentionDay {
+		return a.ret.restore(key, val)
+	}
 	if len(key) < 10 {
 		return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
 	}

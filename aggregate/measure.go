@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/cubed-olap/cubed/cube"
+	"github.com/cubed-olap/cubed/retention"
 )
 
 // Cells are the per-slice aggregate of a group, as a fixed number of uint64 words:
@@ -14,7 +15,13 @@ import (
 //	sum measures        two words each: integer part (int64) and nanos (int64, |nanos| < 1e9)
 //	min, max measures   one word each: float64 bits, NaN = no value yet
 //	count_distinct      one word each: ids first seen in this slice (full state only)
+//	new_users           one word per id field: ids of the slice new that day (derived)
+//	retention           two words each: retained ids of the slice, and the cohort size (on
+//	                    the group's first slice only) (derived)
 //
+// Derived words are not merged: they are computed from the group's id sets when the group is
+// emitted (and frozen when a cumulative slice closes; see retention.go), and summed over slices
+// like the distinct words.
 // Every operation on cells is an associative, commutative merge, so partial aggregates can be
 // combined in any order (the contract that salted pre-aggregation relies on).
 type cellLayout struct {
@@ -24,11 +31,13 @@ type cellLayout struct {
 	mins     []vcell
 	maxs     []vcell
 	distinct []int // word of distinct field f's first-seen count
+	derived  []int // new_users and retention words
 }
 
 type mcell struct {
 	typ  cube.MeasureType
 	word int
+	part cube.RetentionPart // retention: which column (word is the retained count, word+1 the cohort)
 }
 
 type vcell struct {
@@ -41,20 +50,22 @@ var nanBits = math.Float64bits(math.NaN())
 func newCellLayout(p *cube.Plan) cellLayout {
 	l := cellLayout{n: 1}
 	distinctWord := map[int]int{}
+	newWord := map[int]int{}       // distinct field → new_users word
+	retentionWord := map[int]int{} // cube measure → retained word
 	for _, m := range p.Measures {
 		switch m.Type {
 		case cube.Count:
-			l.measures = append(l.measures, mcell{m.Type, 0})
+			l.measures = append(l.measures, mcell{typ: m.Type, word: 0})
 		case cube.Sum:
-			l.measures = append(l.measures, mcell{m.Type, l.n})
+			l.measures = append(l.measures, mcell{typ: m.Type, word: l.n})
 			l.sums = append(l.sums, vcell{l.n, m.ValueField})
 			l.n += 2
 		case cube.Min:
-			l.measures = append(l.measures, mcell{m.Type, l.n})
+			l.measures = append(l.measures, mcell{typ: m.Type, word: l.n})
 			l.mins = append(l.mins, vcell{l.n, m.ValueField})
 			l.n++
 		case cube.Max:
-			l.measures = append(l.measures, mcell{m.Type, l.n})
+			l.measures = append(l.measures, mcell{typ: m.Type, word: l.n})
 			l.maxs = append(l.maxs, vcell{l.n, m.ValueField})
 			l.n++
 		case cube.CountDistinct:
@@ -64,7 +75,25 @@ func newCellLayout(p *cube.Plan) cellLayout {
 				l.n++
 				distinctWord[m.DistinctField] = w
 			}
-			l.measures = append(l.measures, mcell{m.Type, w})
+			l.measures = append(l.measures, mcell{typ: m.Type, word: w})
+		case cube.NewUsers:
+			w, ok := newWord[m.DistinctField]
+			if !ok {
+				w = l.n
+				l.n++
+				newWord[m.DistinctField] = w
+				l.derived = append(l.derived, w)
+			}
+			l.measures = append(l.measures, mcell{typ: m.Type, word: w})
+		case cube.Retention:
+			w, ok := retentionWord[m.Source]
+			if !ok {
+				w = l.n
+				l.n += 2
+				retentionWord[m.Source] = w
+				l.derived = append(l.derived, w, w+1)
+			}
+			l.measures = append(l.measures, mcell{typ: m.Type, word: w, part: m.Part})
 		default:
 			panic("BUG: measure type " + string(m.Type) + " reached the aggregator")
 		}
@@ -132,10 +161,13 @@ func (l *cellLayout) merge(dst, src []uint64) {
 	}
 }
 
-// mergeAll also adds the distinct words (used to build cumulative prefixes).
+// mergeAll also adds the distinct and derived words (used to build cumulative prefixes).
 func (l *cellLayout) mergeAll(dst, src []uint64) {
 	l.merge(dst, src)
 	for _, w := range l.distinct {
+		dst[w] += src[w]
+	}
+	for _, w := range l.derived {
 		dst[w] += src[w]
 	}
 }
@@ -144,8 +176,17 @@ func (l *cellLayout) mergeAll(dst, src []uint64) {
 func (l *cellLayout) values(c []uint64, out []float64) {
 	for i, m := range l.measures {
 		switch m.typ {
-		case cube.Count, cube.CountDistinct:
+		case cube.Count, cube.CountDistinct, cube.NewUsers:
 			out[i] = float64(c[m.word])
+		case cube.Retention:
+			switch m.part {
+			case cube.RetentionRetained:
+				out[i] = float64(c[m.word])
+			case cube.RetentionCohort:
+				out[i] = float64(c[m.word+1])
+			default:
+				out[i] = retention.Rate(c[m.word], c[m.word+1])
+			}
 		case cube.Sum:
 			out[i] = sumFloat(int64(c[m.word]), int64(c[m.word+1]))
 		default:

@@ -61,7 +61,16 @@ func (a *Aggregator) RestoreParallel(scan func(fn func(key, val []byte) error) e
 	}
 	k := make([]uint32, 0, 1+a.nd)
 	nodes := a.nodes()
+	var retention restoreBatch // retention state, restored after the groups (it sorts after them)
 	err := scan(func(key, val []byte) error {
+		if len(key) > 0 && a.ret != nil && key[0] >= keyRetentionDay {
+			ko := len(retention.buf)
+			retention.buf = append(retention.buf, key...)
+			vo := len(retention.buf)
+			retention.buf = append(retention.buf, val...)
+			retention.ents = append(retention.ents, [4]int32{int32(ko), int32(len(key)), int32(vo), int32(len(val))})
+			return nil
+		}
 		if len(key) < 10 {
 			return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
 		}
@@ -116,6 +125,11 @@ func (a *Aggregator) RestoreParallel(scan func(fn func(key, val []byte) error) e
 	for _, e := range errs {
 		if e != nil {
 			return e
+		}
+	}
+	for _, e := range retention.ents {
+		if err := a.ret.restore(retention.buf[e[0]:e[0]+e[1]], retention.buf[e[2]:e[2]+e[3]]); err != nil {
+			return err
 		}
 	}
 	return nil

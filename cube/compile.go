@@ -19,7 +19,8 @@ import (
 // Compile re-checks what it relies on, for cubes built in code rather than parsed: at most
 // MaxDimensions dimensions with unique names, grouping sets that name declared dimensions once
 // each and are pairwise different, measure types this release computes (count takes no field;
-// the others need one).
+// the others need one), unique result column names, retention days and cohort, and day windows
+// only when a measure is new_users or retention.
 func Compile(c *Cube) (*Plan, error) {
 	if c == nil {
 		return nil, errors.New("compiling cube: the cube is nil")
@@ -86,31 +87,93 @@ func Compile(c *Cube) (*Plan, error) {
 		}
 		p.Windows = append(p.Windows, WindowSpec{Window: w, Cumulative: w.Step > 0})
 	}
-	for _, m := range c.Measures {
-		mp := MeasurePlan{Measure: m, ValueField: -1, DistinctField: -1}
+	daily := false // some measure needs day windows
+	for i, m := range c.Measures {
+		mp := MeasurePlan{Measure: m, ValueField: -1, DistinctField: -1, Source: i}
 		switch m.Type {
 		case Count:
 			if m.Field != "" {
 				return nil, fmt.Errorf("compiling cube %q: measure %q of type count takes no field, got %q", c.Name, m.Name, m.Field)
 			}
-		case Sum, Min, Max, CountDistinct:
+		case Sum, Min, Max, CountDistinct, NewUsers, Retention:
 			if m.Field == "" {
 				return nil, fmt.Errorf("compiling cube %q: measure %q of type %s needs a field", c.Name, m.Name, m.Type)
 			}
-			if m.Type == CountDistinct {
+			switch m.Type {
+			case CountDistinct, NewUsers, Retention:
 				mp.DistinctField, p.DistinctFields = indexOrAppend(p.DistinctFields, m.Field)
-			} else {
+			default:
 				mp.ValueField, p.ValueFields = indexOrAppend(p.ValueFields, m.Field)
 			}
 		default:
-			return nil, fmt.Errorf("compiling cube %q: measure %q has type %q, which this release does not compute (supported: count, sum, min, max, count_distinct)",
-				c.Name, m.Name, m.Type)
+			return nil, fmt.Errorf("compiling cube %q: measure %q has type %q, which this release does not compute (supported: %s)",
+				c.Name, m.Name, m.Type, measureTypeList())
+		}
+		if m.Type == Retention {
+			if m.Days < 1 || m.Days > MaxRetentionDays {
+				return nil, fmt.Errorf("compiling cube %q: retention measure %q has days %d, want 1 to %d", c.Name, m.Name, m.Days, MaxRetentionDays)
+			}
+			if m.Cohort != CohortActive && m.Cohort != CohortNew {
+				return nil, fmt.Errorf("compiling cube %q: retention measure %q has cohort %q (valid: %s, %s)", c.Name, m.Name, m.Cohort, CohortActive, CohortNew)
+			}
+		} else if m.Days != 0 || m.Cohort != "" {
+			return nil, fmt.Errorf("compiling cube %q: measure %q of type %s takes no days or cohort", c.Name, m.Name, m.Type)
+		}
+		if m.Type == NewUsers || m.Type == Retention {
+			daily = true
 		}
 		p.Measures = append(p.Measures, mp)
+		if m.Type == Retention {
+			for _, part := range []RetentionPart{RetentionRetained, RetentionCohort} {
+				col := mp
+				col.Part = part
+				col.Name = m.Name + partSuffix(part)
+				p.Measures = append(p.Measures, col)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range c.Dimensions {
+		seen[d.Name] = true
+	}
+	for _, m := range p.Measures {
+		if seen[m.Name] {
+			return nil, fmt.Errorf("compiling cube %q: result column %q is named twice (dimensions and measures, with a retention measure's %s and %s columns, share the result columns)",
+				c.Name, m.Name, RetainedSuffix, CohortSuffix)
+		}
+		seen[m.Name] = true
+	}
+	if daily {
+		for _, w := range c.Windows {
+			if w.Granularity != Day {
+				return nil, fmt.Errorf("compiling cube %q: measures of type new_users and retention are computed per day, but the cube has %s window (a cube with them has day windows only)",
+					c.Name, w.Granularity.withArticle())
+			}
+		}
 	}
 	sum := sha256.Sum256([]byte(p.Canonical()))
 	p.Fingerprint = hex.EncodeToString(sum[:])
 	return p, nil
+}
+
+// partSuffix is the column-name suffix of a retention part ("" for the rate).
+func partSuffix(p RetentionPart) string {
+	switch p {
+	case RetentionRetained:
+		return RetainedSuffix
+	case RetentionCohort:
+		return CohortSuffix
+	}
+	return ""
+}
+
+// measureTypeList lists SupportedMeasureTypes, comma separated.
+func measureTypeList() string {
+	names := make([]string, len(SupportedMeasureTypes))
+	for i, t := range SupportedMeasureTypes {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
 }
 
 // indexOrAppend returns the index of s in list, appending it first when absent.
@@ -136,7 +199,7 @@ func dimensionNames(c *Cube) []string {
 // types, fields, in order), the grouping sets (ids and names), the windows (granularity and step,
 // in order, since rows carry the window's index), the event time (field, format, zone,
 // max_out_of_orderness, which decides which events are late, and allowed_lateness) and the cube
-// time zone. The cube name, description, source, sink table, emit_every and idle_timeout are left
+// time zone. A retention measure's line also carries its days and cohort. The cube name, description, source, sink table, emit_every and idle_timeout are left
 // out: they change when and where rows are written, not their values.
 //
 // Two plans can be compared line by line to say what changed, for example when a store written
@@ -158,7 +221,11 @@ func (p *Plan) Canonical() string {
 		fmt.Fprintf(&b, "dimension %d %s field %s\n", i, q(d.Name), q(d.Field))
 	}
 	for i, m := range c.Measures {
-		fmt.Fprintf(&b, "measure %d %s type %s field %s\n", i, q(m.Name), q(string(m.Type)), q(m.Field))
+		fmt.Fprintf(&b, "measure %d %s type %s field %s", i, q(m.Name), q(string(m.Type)), q(m.Field))
+		if m.Type == Retention {
+			fmt.Fprintf(&b, " days %d cohort %s", m.Days, q(string(m.Cohort)))
+		}
+		b.WriteString("\n")
 	}
 	for _, g := range p.GroupingSets {
 		fmt.Fprintf(&b, "grouping_set %d [%s]\n", g.ID, strings.Join(g.Names, ", "))
@@ -189,7 +256,8 @@ func (p *Plan) GroupingSetFor(dims []string) (gs GroupingSet, ok bool) {
 	return GroupingSet{}, false
 }
 
-// Measure returns the index of the named measure in Plan.Measures (the same as in Cube.Measures).
+// Measure returns the index of the named result column in Plan.Measures: a measure's name, or
+// a retention measure's numerator or denominator column.
 func (p *Plan) Measure(name string) (int, bool) {
 	for i, m := range p.Measures {
 		if m.Name == name {

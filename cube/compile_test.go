@@ -205,6 +205,58 @@ func TestCompileFields(t *testing.T) {
 	}
 }
 
+// TestCompileRetention checks that a retention measure compiles into three result columns (rate,
+// retained, cohort) reading one distinct field with new_users and count_distinct, and that
+// days and cohort are in the fingerprint.
+func TestCompileRetention(t *testing.T) {
+	c := testCube([]string{"a"}, [][]string{{"a"}, {}})
+	c.Measures = []Measure{
+		{Name: "uv", Type: CountDistinct, Field: "user"},
+		{Name: "fresh", Type: NewUsers, Field: "user"},
+		{Name: "d1", Type: Retention, Field: "user", Days: 1, Cohort: CohortActive},
+		{Name: "pv", Type: Count},
+	}
+	c.Windows = []Window{{Day, 0, time.Minute}, {Day, time.Hour, time.Minute}}
+	p, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type col struct {
+		name     string
+		typ      MeasureType
+		part     RetentionPart
+		distinct int
+		source   int
+	}
+	var got []col
+	for _, m := range p.Measures {
+		got = append(got, col{m.Name, m.Type, m.Part, m.DistinctField, m.Source})
+	}
+	want := []col{{"uv", CountDistinct, RetentionRate, 0, 0}, {"fresh", NewUsers, RetentionRate, 0, 1},
+		{"d1", Retention, RetentionRate, 0, 2}, {"d1_retained", Retention, RetentionRetained, 0, 2},
+		{"d1_cohort", Retention, RetentionCohort, 0, 2}, {"pv", Count, RetentionRate, -1, 3}}
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(p.DistinctFields, []string{"user"}) {
+		t.Errorf("columns %+v, distinct fields %v; want %+v, [user]", got, p.DistinctFields, want)
+	}
+	if i, ok := p.Measure("d1_cohort"); !ok || i != 4 {
+		t.Errorf("Measure(d1_cohort) = %d, %v; want 4, true", i, ok)
+	}
+	fp := p.Fingerprint
+	c.Measures[2].Days = 7
+	p7, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Measures[2].Days, c.Measures[2].Cohort = 1, CohortNew
+	pNew, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p7.Fingerprint == fp || pNew.Fingerprint == fp || p7.Fingerprint == pNew.Fingerprint {
+		t.Error("days and cohort must change the fingerprint")
+	}
+}
+
 func TestCompileRejects(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -220,7 +272,17 @@ func TestCompileRejects(t *testing.T) {
 				c.Dimensions = append(c.Dimensions, Dimension{Name: fmt.Sprint("x", i), Field: "x"})
 			}
 		}, "17 dimensions, at most 16"},
-		{"new users", func(c *Cube) { c.Measures = []Measure{{Name: "n", Type: NewUsers, Field: "u"}} }, `type "new_users", which this release does not compute`},
+		{"unknown type", func(c *Cube) { c.Measures = []Measure{{Name: "n", Type: "avg", Field: "u"}} }, `type "avg", which this release does not compute`},
+		{"new users in an hour window", func(c *Cube) {
+			c.Measures = []Measure{{Name: "n", Type: NewUsers, Field: "u"}}
+			c.Windows = append(c.Windows, Window{Hour, 0, time.Minute})
+		}, "computed per day, but the cube has an hour window"},
+		{"retention days", func(c *Cube) { c.Measures = []Measure{{Name: "r", Type: Retention, Field: "u", Cohort: CohortActive}} }, `retention measure "r" has days 0, want 1 to 366`},
+		{"retention cohort", func(c *Cube) { c.Measures = []Measure{{Name: "r", Type: Retention, Field: "u", Days: 1}} }, `retention measure "r" has cohort ""`},
+		{"days on new users", func(c *Cube) { c.Measures = []Measure{{Name: "n", Type: NewUsers, Field: "u", Days: 1}} }, "takes no days or cohort"},
+		{"retention column clash", func(c *Cube) {
+			c.Measures = []Measure{{Name: "r", Type: Retention, Field: "u", Days: 1, Cohort: CohortNew}, {Name: "r_cohort", Type: Count}}
+		}, `result column "r_cohort" is named twice`},
 		{"count with field", func(c *Cube) { c.Measures = []Measure{{Name: "n", Type: Count, Field: "u"}} }, "takes no field"},
 		{"sum without field", func(c *Cube) { c.Measures = []Measure{{Name: "n", Type: Sum}} }, "needs a field"},
 		{"step too long", func(c *Cube) { c.Windows = []Window{{Hour, time.Hour, time.Minute}} }, "window step 1h must be 0 (tumbling) or divide an hour (1h)"},
@@ -421,6 +483,25 @@ func TestPlanRenderingsGolden(t *testing.T) {
 	}
 	checkGolden(t, filepath.Join("testdata", "design.plan.json.golden"), j)
 	checkGolden(t, filepath.Join("testdata", "design.plan.dot.golden"), []byte(p.DOT()))
+}
+
+// TestGrowthPlanGolden pins the plan text and JSON of a model with new_users and retention.
+func TestGrowthPlanGolden(t *testing.T) {
+	m := mustLoad(t, "testdata/growth.good.yaml")
+	c := m.Cubes[0]
+	if c.Measures[2].Days != 1 || c.Measures[2].Cohort != CohortActive || c.Measures[3].Days != 7 || c.Measures[3].Cohort != CohortNew {
+		t.Errorf("retention measures %+v %+v: want days 1 cohort active (the default), days 7 cohort new", c.Measures[2], c.Measures[3])
+	}
+	p, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, filepath.Join("testdata", "growth.plan.txt.golden"), []byte(p.Text()))
+	j, err := p.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, filepath.Join("testdata", "growth.plan.json.golden"), j)
 }
 
 func TestPlanJSONShape(t *testing.T) {

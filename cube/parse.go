@@ -60,7 +60,7 @@ const MaxModelGroupingSets = 1 << 16
 var ReservedNames = []string{"window_start", "window_end", "granularity", "grouping_set", "version"}
 
 // SupportedMeasureTypes lists the measure types this release computes, in documentation order.
-var SupportedMeasureTypes = []MeasureType{Count, Sum, Min, Max, CountDistinct}
+var SupportedMeasureTypes = []MeasureType{Count, Sum, Min, Max, CountDistinct, NewUsers, Retention}
 
 // Granularities lists the window granularities in documentation order.
 var Granularities = []Granularity{Minute, Hour, Day, Week}
@@ -233,7 +233,7 @@ var (
 		keys:     []string{"field", "format", "timezone", "max_out_of_orderness", "allowed_lateness", "idle_timeout", "max_drift"},
 		required: []string{"field"}}
 	dimensionSchema  = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
-	measureSchema    = &schema{where: "measure", keys: []string{"name", "type", "field", "days"}, required: []string{"name", "type"}}
+	measureSchema    = &schema{where: "measure", keys: []string{"name", "type", "field", "days", "cohort"}, required: []string{"name", "type"}}
 	windowSchema     = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
 	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "clickhouse"}}
 	clickhouseSchema = &schema{where: "sink.clickhouse",
@@ -326,6 +326,7 @@ func isTable(s string) bool {
 type column struct {
 	kind string // "dimension" or "measure"
 	line int
+	of   string // for a retention measure's numerator or denominator column, the measure's name
 }
 
 // cube decodes one cube; nil when it is not a mapping. nameNode is the name's node when the cube
@@ -381,7 +382,7 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 	}
 	d.groupingSets(cm, c, unusable)
 	if v := cm.get("windows"); v != nil {
-		d.windows(v, c)
+		d.dailyOnly(c, d.windows(v, c))
 	}
 	c.Sink.Table = c.Name
 	if v := cm.get("sink"); v != nil {
@@ -475,8 +476,10 @@ func (d *decoder) clickhouse(n *yaml.Node, c *Cube) {
 			}
 		}
 		for _, ms := range c.Measures {
-			if ms.Name == col {
-				d.errorf(n, "measure %q has the name of a column every ClickHouse result table has (reserved: %s)", col, strings.Join(ClickHouseColumns, ", "))
+			for _, name := range resultColumns(ms) {
+				if name == col {
+					d.errorf(n, "measure %q has the name of a column every ClickHouse result table has (reserved: %s)", col, strings.Join(ClickHouseColumns, ", "))
+				}
 			}
 		}
 	}
@@ -698,6 +701,10 @@ func (d *decoder) name(n *yaml.Node, kind string, cols map[string]column) (strin
 		return s, false
 	}
 	if prev, dup := cols[s]; dup {
+		if prev.of != "" {
+			d.errorf(n, "%s name %q is already a result column of the retention measure %q at line %d", kind, s, prev.of, prev.line)
+			return s, false
+		}
 		if prev.kind == kind {
 			d.errorf(n, "duplicate %s name %q (first at line %d)", kind, s, prev.line)
 		} else {
@@ -755,11 +762,7 @@ func (d *decoder) measures(n *yaml.Node, c *Cube, cols map[string]column) {
 	if len(items) == 0 {
 		d.errorf(n, "measures is empty (a cube needs at least one measure)")
 	}
-	supported := make([]string, len(SupportedMeasureTypes))
-	for i, t := range SupportedMeasureTypes {
-		supported[i] = string(t)
-	}
-	list := strings.Join(supported, ", ")
+	list := measureTypeList()
 	for _, it := range items {
 		mm, ok := d.mapping(it, measureSchema)
 		if !ok {
@@ -767,19 +770,17 @@ func (d *decoder) measures(n *yaml.Node, c *Cube, cols map[string]column) {
 		}
 		var m Measure
 		nameOK := false
-		if v := mm.get("name"); v != nil {
-			m.Name, nameOK = d.name(v, "measure", cols)
+		nameNode := mm.get("name")
+		if nameNode != nil {
+			m.Name, nameOK = d.name(nameNode, "measure", cols)
 		}
 		typeOK := false
 		if v := mm.get("type"); v != nil {
 			if s, ok := d.str(v, "measure type"); ok {
 				m.Type = MeasureType(s)
-				switch {
-				case slices.Contains(SupportedMeasureTypes, m.Type):
+				if slices.Contains(SupportedMeasureTypes, m.Type) {
 					typeOK = true
-				case m.Type == NewUsers || m.Type == Retention:
-					d.errorf(v, "measure type %q is not supported yet (supported: %s)", s, list)
-				default:
+				} else {
 					d.errorf(v, "unknown measure type %q (valid: %s)", s, list)
 				}
 			}
@@ -796,11 +797,91 @@ func (d *decoder) measures(n *yaml.Node, c *Cube, cols map[string]column) {
 				d.errorf(mm.node, "measure %q of type %s needs a field", m.Name, m.Type)
 			}
 		}
-		if v := mm.get("days"); v != nil && m.Type != Retention {
-			d.errorf(mm.keyNode("days"), "days applies only to measures of type retention")
+		if v := mm.get("days"); v != nil {
+			if m.Type != Retention {
+				d.errorf(mm.keyNode("days"), "days applies only to measures of type retention")
+			} else {
+				m.Days = d.retentionDays(v)
+			}
+		} else if m.Type == Retention {
+			d.errorf(mm.node, "measure %q of type retention needs days (N of day-N retention, 1 to %d)", m.Name, MaxRetentionDays)
+		}
+		if v := mm.get("cohort"); v != nil {
+			if m.Type != Retention {
+				d.errorf(mm.keyNode("cohort"), "cohort applies only to measures of type retention")
+			} else if s, ok := d.str(v, "retention cohort"); ok {
+				m.Cohort = Cohort(s)
+				if m.Cohort != CohortActive && m.Cohort != CohortNew {
+					d.errorf(v, "unknown retention cohort %q (valid: %s, %s)", s, CohortActive, CohortNew)
+				}
+			}
+		} else if m.Type == Retention {
+			m.Cohort = CohortActive
+		}
+		if nameOK && m.Type == Retention {
+			// The numerator and denominator columns share the names of dimensions and measures.
+			for _, col := range resultColumns(m)[1:] {
+				if prev, dup := cols[col]; dup {
+					what := "the " + prev.kind
+					if prev.of != "" {
+						what = fmt.Sprintf("a result column of the retention measure %q", prev.of)
+					}
+					d.errorf(nameNode, "retention measure %q adds the result column %q, which is already %s at line %d", m.Name, col, what, prev.line)
+					nameOK = false
+					continue
+				}
+				if slices.Contains(ReservedNames, col) {
+					d.errorf(nameNode, "retention measure %q adds the result column %q, which is reserved (reserved: %s)", m.Name, col, strings.Join(ReservedNames, ", "))
+					nameOK = false
+					continue
+				}
+				cols[col] = column{kind: "measure", line: nameNode.Line, of: m.Name}
+			}
 		}
 		if nameOK {
 			c.Measures = append(c.Measures, m)
+		}
+	}
+}
+
+// retentionDays reads a retention measure's days: a whole number from 1 to MaxRetentionDays; 0
+// after a diagnostic.
+func (d *decoder) retentionDays(v *yaml.Node) int {
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+		if n, err := strconv.Atoi(v.Value); err == nil && n >= 1 && n <= MaxRetentionDays {
+			return n
+		}
+	}
+	d.errorf(v, "retention days must be a whole number of days from 1 to %d, got %s", MaxRetentionDays, kindName(v))
+	return 0
+}
+
+// resultColumns returns the result columns of a measure: its name, and for a retention measure
+// also the numerator and denominator columns.
+func resultColumns(m Measure) []string {
+	if m.Type != Retention {
+		return []string{m.Name}
+	}
+	return []string{m.Name, m.Name + RetainedSuffix, m.Name + CohortSuffix}
+}
+
+// dailyOnly reports every window of a cube with new_users or retention measures that is not a
+// day window (those measures are defined per day); grans are the windows' granularity nodes, in
+// the order of c.Windows.
+func (d *decoder) dailyOnly(c *Cube, grans []*yaml.Node) {
+	var daily []string
+	for _, m := range c.Measures {
+		if m.Type == NewUsers || m.Type == Retention {
+			daily = append(daily, m.Name)
+		}
+	}
+	if len(daily) == 0 {
+		return
+	}
+	for i, w := range c.Windows {
+		if w.Granularity != Day && w.Granularity.NominalLength() != 0 && grans[i] != nil {
+			d.errorf(grans[i], "window granularity %s: new_users and retention measures (%s) are computed per day, so this cube may have day windows only (tumbling or cumulative); put %s window in a cube of its own",
+				w.Granularity, strings.Join(daily, ", "), w.Granularity.withArticle())
 		}
 	}
 }
@@ -928,11 +1009,12 @@ func (d *decoder) groupingSets(cm mapping, c *Cube, unusable map[string]bool) {
 	}
 }
 
-// windows decodes the window list.
-func (d *decoder) windows(n *yaml.Node, c *Cube) {
+// windows decodes the window list. It returns the granularity node of each window appended to
+// c.Windows (nil where the granularity is missing).
+func (d *decoder) windows(n *yaml.Node, c *Cube) (granNodes []*yaml.Node) {
 	items, ok := d.seq(n, "windows")
 	if !ok {
-		return
+		return nil
 	}
 	if len(items) == 0 {
 		d.errorf(n, "windows is empty (a cube needs at least one window)")
@@ -1005,5 +1087,7 @@ func (d *decoder) windows(n *yaml.Node, c *Cube) {
 			first[k] = wm.node.Line
 		}
 		c.Windows = append(c.Windows, w)
+		granNodes = append(granNodes, wm.get("granularity"))
 	}
+	return granNodes
 }

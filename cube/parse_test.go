@@ -428,15 +428,71 @@ cubes:
     sink:
       clickhouse: {adr: x}
 `, `9:20: unknown key "adr" in sink.clickhouse (valid: addr, database, table, username, password, password_env, tls, create_tables)`},
-		{"new users", `version: 1
+		{"new users in an hour window", `version: 1
 cubes:
   - name: c
     source: {kafka: {brokers: [b], topic: t}}
     event_time: {field: ts}
     measures:
       - {name: n, type: new_users, field: user}
+    windows: [{granularity: day}, {granularity: hour}]
+`, `8:49: window granularity hour: new_users and retention measures (n) are computed per day, so this cube may have day windows only (tumbling or cumulative); put an hour window in a cube of its own`},
+		{"retention without days", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures:
+      - {name: r, type: retention, field: user}
     windows: [{granularity: day}]
-`, `7:25: measure type "new_users" is not supported yet (supported: count, sum, min, max, count_distinct)`},
+`, `7:9: measure "r" of type retention needs days (N of day-N retention, 1 to 366)`},
+		{"retention days as text", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures:
+      - {name: r, type: retention, field: user, days: 1d}
+    windows: [{granularity: day}]
+`, `7:55: retention days must be a whole number of days from 1 to 366, got the scalar "1d"`},
+		{"retention cohort", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures:
+      - {name: r, type: retention, field: user, days: 7, cohort: old}
+    windows: [{granularity: day}]
+`, `7:66: unknown retention cohort "old" (valid: active, new)`},
+		{"cohort without retention", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures:
+      - {name: uv, type: count_distinct, field: user, cohort: new}
+    windows: [{granularity: day}]
+`, `7:55: cohort applies only to measures of type retention`},
+		{"retention column clash", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures:
+      - {name: r_cohort, type: count_distinct, field: user}
+      - {name: r, type: retention, field: user, days: 1}
+    windows: [{granularity: day}]
+`, `8:16: retention measure "r" adds the result column "r_cohort", which is already the measure at line 7`},
+		{"measure named like a retention column", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures:
+      - {name: r, type: retention, field: user, days: 1}
+      - {name: r_retained, type: count}
+    windows: [{granularity: day}]
+`, `8:16: measure name "r_retained" is already a result column of the retention measure "r" at line 7`},
 		{"syntax", "version: 1\ncubes:\n  - name: [x\n", `3:1: YAML syntax error: did not find expected ',' or ']'`},
 	}
 	for _, tc := range cases {

@@ -134,9 +134,13 @@ func (p *Plan) Text() string {
 	}
 	b.WriteString("\nmeasures\n")
 	for _, m := range p.Measures {
-		if m.Field == "" {
+		switch {
+		case m.Field == "":
 			fmt.Fprintf(&b, "  %-16s %s\n", m.Name, m.Type)
-		} else {
+		case m.Type == Retention:
+			// retention(user) days 1 cohort active: rate | retained | cohort
+			fmt.Fprintf(&b, "  %-16s %s(%s) days %d cohort %s: %s\n", m.Name, m.Type, m.Field, m.Days, m.Cohort, m.Part)
+		default:
 			fmt.Fprintf(&b, "  %-16s %s(%s)\n", m.Name, m.Type, m.Field)
 		}
 	}
@@ -169,15 +173,19 @@ type windowJSON struct {
 }
 
 type measureJSON struct {
-	Name  string      `json:"name"`
-	Type  MeasureType `json:"type"`
-	Field string      `json:"field"`
+	Name   string      `json:"name"`
+	Type   MeasureType `json:"type"`
+	Field  string      `json:"field"`
+	Days   int         `json:"days,omitempty"`
+	Cohort Cohort      `json:"cohort,omitempty"`
+	Part   string      `json:"part,omitempty"`
 }
 
 // JSON returns the plan as indented JSON with the fields cube, dimensions (the layer-1 key),
 // grouping_sets [{id, dimensions}], windows [{granularity, step, emit_every, cumulative}] (durations
 // as Go duration text such as "1h", "0s" for a tumbling window's step), measures
-// [{name, type, field}] (field "" for count), nodes [{id, kind, layer, label}], edges [{from, to}]
+// [{name, type, field}] (field "" for count; a retention measure's three result columns also
+// carry days, cohort and part: rate, retained or cohort), nodes [{id, kind, layer, label}], edges [{from, to}]
 // and fingerprint. Lists are never null.
 func (p *Plan) JSON() ([]byte, error) {
 	nodes, edges := p.Graph()
@@ -202,7 +210,11 @@ func (p *Plan) JSON() ([]byte, error) {
 			EmitEvery: formatDuration(w.EmitEvery), Cumulative: w.Cumulative})
 	}
 	for _, m := range p.Measures {
-		out.Measures = append(out.Measures, measureJSON{Name: m.Name, Type: m.Type, Field: m.Field})
+		mj := measureJSON{Name: m.Name, Type: m.Type, Field: m.Field}
+		if m.Type == Retention {
+			mj.Days, mj.Cohort, mj.Part = m.Days, m.Cohort, m.Part.String()
+		}
+		out.Measures = append(out.Measures, mj)
 	}
 	data, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

@@ -128,8 +128,7 @@ type Dimension struct {
 // MeasureType is the kind of a measure.
 type MeasureType string
 
-// Measure types. NewUsers and Retention belong to the retention issue: the parser rejects them
-// with "not supported yet" until it lands.
+// Measure types. NewUsers and Retention are computed only in day windows (see Measure).
 const (
 	Count         MeasureType = "count"
 	Sum           MeasureType = "sum"
@@ -141,11 +140,70 @@ const (
 )
 
 // Measure is one measure. Count has no field; every other type needs one.
+//
+// NewUsers counts the distinct ids of a group on a day that the cube had never seen before that
+// day (model time zone): new_users(g, d) = |A(g, d) ∩ new(d)|, where A(g, d) is the set of ids
+// active in group g on day d and new(d) the cube-wide set of ids first seen on d.
+//
+// Retention is day-N retention: retention(g, d) = |A(g, d) ∩ C(g, d−N)| / |C(g, d−N)|, where the
+// cohort C is A (Cohort active) or A ∩ new (Cohort new). It yields three result columns: Name
+// (the ratio, null over an empty cohort), Name+RetainedSuffix (the numerator) and
+// Name+CohortSuffix (the denominator). Both types need day windows only.
 type Measure struct {
 	Name  string      // the result column
 	Type  MeasureType // the aggregate
 	Field string      // dotted path of the input field ("" for count)
 	Path  []string    // Field split on dots
+	// Days is N of a retention measure (1 ≤ Days ≤ MaxRetentionDays); 0 for other types.
+	Days int
+	// Cohort is the cohort of a retention measure (CohortActive or CohortNew); "" for other
+	// types.
+	Cohort Cohort
+}
+
+// Cohort is the set of users whose return a retention measure counts.
+type Cohort string
+
+// Cohorts of a retention measure.
+const (
+	// CohortActive is every user active in the group N days before (the default).
+	CohortActive Cohort = "active"
+	// CohortNew is the users active in the group N days before who were new on that day.
+	CohortNew Cohort = "new"
+)
+
+// MaxRetentionDays bounds N of a day-N retention measure: the cube keeps N days of per-group
+// daily id sets for it.
+const MaxRetentionDays = 366
+
+// Suffixes of the numerator and denominator columns of a retention measure.
+const (
+	RetainedSuffix = "_retained"
+	CohortSuffix   = "_cohort"
+)
+
+// RetentionPart says which of a retention measure's three result columns a MeasurePlan is.
+type RetentionPart int
+
+// Parts of a retention measure, in the order of their columns.
+const (
+	// RetentionRate is |A(g, d) ∩ C(g, d−N)| / |C(g, d−N)|, null when the cohort is empty.
+	RetentionRate RetentionPart = iota
+	// RetentionRetained is the numerator |A(g, d) ∩ C(g, d−N)|.
+	RetentionRetained
+	// RetentionCohort is the denominator |C(g, d−N)|.
+	RetentionCohort
+)
+
+// String returns "rate", "retained" or "cohort".
+func (p RetentionPart) String() string {
+	switch p {
+	case RetentionRetained:
+		return "retained"
+	case RetentionCohort:
+		return "cohort"
+	}
+	return "rate"
 }
 
 // Granularity is the length of a window.
@@ -233,10 +291,13 @@ type Plan struct {
 	GroupingSets []GroupingSet
 	// Windows in the order of Cube.Windows.
 	Windows []WindowSpec
-	// DistinctFields lists the distinct-count fields (dotted paths), each once, in first-use
-	// order; a measure's DistinctField indexes it. Each is its own dictionary namespace.
+	// DistinctFields lists the id fields of count_distinct, new_users and retention measures
+	// (dotted paths), each once, in first-use order; a measure's DistinctField indexes it. Each
+	// is its own dictionary namespace.
 	DistinctFields []string
-	// Measures, in the order of Cube.Measures, with their inputs resolved.
+	// Measures are the measure result columns, in the order of Cube.Measures, with their inputs
+	// resolved: one per measure, except a retention measure, which has three in a row (rate,
+	// retained, cohort; see Measure).
 	Measures []MeasurePlan
 	// ValueFields lists the numeric fields read by sum, min and max measures, each once.
 	ValueFields []string
@@ -276,11 +337,18 @@ type WindowSpec struct {
 	Cumulative bool
 }
 
-// MeasurePlan is a compiled measure.
+// MeasurePlan is one result column of a compiled measure. Measure.Name is the column's name
+// (for a retention measure's numerator and denominator, the measure's name plus RetainedSuffix
+// or CohortSuffix).
 type MeasurePlan struct {
 	Measure
 	// ValueField indexes Plan.ValueFields for sum, min and max; -1 otherwise.
 	ValueField int
-	// DistinctField indexes Plan.DistinctFields for count_distinct; -1 otherwise.
+	// DistinctField indexes Plan.DistinctFields for count_distinct, new_users and retention;
+	// -1 otherwise.
 	DistinctField int
+	// Part is the column's part of a retention measure (RetentionRate for every other type).
+	Part RetentionPart
+	// Source indexes Cube.Measures: the measure this column belongs to.
+	Source int
 }

@@ -179,6 +179,77 @@ cubes:
 	b.ReportMetric(0, "ns/op")
 }
 
+// BenchmarkEndToEndGrowth replays 1M generated JSON lines spread over 5 days (180k Zipf users)
+// through the whole pipeline with day windows (tumbling, and cumulative by hour) over the peer
+// model's 5 grouping sets, without (off) and with (on) new users, day-1 and day-7 (new cohort)
+// retention of the users. Compare events/cpu-s of the two (the goal: on at most 30% slower).
+func BenchmarkEndToEndGrowth(b *testing.B) {
+	const n, users = 1_000_000, 180_000
+	dir := b.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	f, err := os.Create(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / (5 * 86400)})
+	if _, err := g.WriteLines(f, n); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	for _, growth := range []bool{false, true} {
+		name, extra := "off", ""
+		if growth {
+			name, extra = "on", `
+      - {name: new_users, type: new_users, field: user_id}
+      - {name: d1, type: retention, field: user_id, days: 1}
+      - {name: d7_new, type: retention, field: user_id, days: 7, cohort: new}`
+		}
+		b.Run(name, func(b *testing.B) {
+			model := writeModel(b, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: peer
+    source:
+      file: {path: %q}
+    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
+    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
+    measures:
+      - {name: pv, type: count}
+      - {name: amt, type: sum, field: amount}
+      - {name: uv, type: count_distinct, field: user_id}%s
+    grouping_sets:
+      - [country, platform, app_version, channel, page]
+      - [country]
+      - [platform, app_version]
+      - [channel]
+      - []
+    windows: [{granularity: day}, {granularity: day, step: 1h}]
+`, events, extra))
+			b.ResetTimer()
+			var cpu float64
+			var allocs uint64
+			for i := 0; i < b.N; i++ {
+				svc, err := Open(model, Options{DataDir: filepath.Join(dir, fmt.Sprint(name, i)), Logger: quietLogger()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				c0, m0 := cpuSeconds(), mallocs()
+				sums, err := svc.Replay(context.Background())
+				cpu += cpuSeconds() - c0
+				allocs += mallocs() - m0
+				if err != nil || len(sums) != 1 || sums[0].Events != n || sums[0].LateEvents != 0 {
+					b.Fatalf("replay: %v %+v", err, sums)
+				}
+				svc.Close()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)*float64(b.N)/cpu, "events/cpu-s")
+			b.ReportMetric(float64(allocs)/(float64(n)*float64(b.N)), "allocs/event")
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
 func mallocs() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -29,8 +29,10 @@ import (
 //	granularity   String            cube.Window.Label: "hour", "day" … or "day/1h" when cumulative
 //	grouping_set  UInt16            the cuboid id (cube.GroupingSet.ID)
 //	<dimension>   String            one per dimension of the layer-1 key; "" where rolled up
-//	<measure>     UInt64 | Float64 | Nullable(Float64)   count and count_distinct are UInt64,
-//	                                sum is Float64, min and max are Nullable (NULL: no value)
+//	<measure>     UInt64 | Float64 | Nullable(Float64)   count, count_distinct, new_users and a
+//	                                retention measure's _retained and _cohort columns are UInt64,
+//	                                sum is Float64, min and max are Nullable (NULL: no value), a
+//	                                retention rate is Nullable (NULL: empty cohort)
 //	version       UInt64            Row.Version; the largest version of a key wins
 //	final         UInt8             1 on the row emitted when the window closed
 //
@@ -256,6 +258,11 @@ func newTable(db, table string, p *cube.Plan) (*chTable, error) {
 			col.typ, col.kind = "UInt64", colUInt
 		case cube.Min, cube.Max:
 			col.typ, col.kind = "Nullable(Float64)", colNullFloat
+		case cube.Retention:
+			col.typ, col.kind = "UInt64", colUInt
+			if m.Part == cube.RetentionRate {
+				col.typ, col.kind = "Nullable(Float64)", colNullFloat
+			}
 		default:
 			col.typ, col.kind = "Float64", colFloat
 		}

@@ -548,3 +548,71 @@ func BenchmarkClickHouseWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(rows))/b.Elapsed().Seconds(), "rows/s")
 }
+
+// chGrowthModel has new_users and retention measures: the retention rate is
+// Nullable(Float64) (NULL over an empty cohort), its numerator and denominator UInt64.
+const chGrowthModel = `version: 1
+cubes:
+  - name: growth
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    dimensions: [{name: country}]
+    measures:
+      - {name: active, type: count_distinct, field: user}
+      - {name: fresh, type: new_users, field: user}
+      - {name: d1, type: retention, field: user, days: 1}
+    grouping_sets: [[], [country]]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {database: cubed_test, table: growth}
+`
+
+// TestClickHouseRetentionColumns creates the table of a cube with new_users and retention on a
+// real server, writes rows with and without a cohort, and reads them back: a null rate stays
+// NULL in SQL and NaN in the sink's rows.
+func TestClickHouseRetentionColumns(t *testing.T) {
+	p := chPlan(t, chGrowthModel)
+	ddl, err := sink.DDL(p, p.Cube.Sink.ClickHouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "clickhouse_growth_ddl.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(ddl), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want, err := os.ReadFile(golden); err != nil || ddl != string(want) {
+		t.Errorf("DDL:\n%s\nwant (%s, %v):\n%s", ddl, golden, err, want)
+	}
+	srv := chtest.Start(t)
+	c := openCH(t, srv, "cubed_test", true)
+	table, err := c.Define(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.EnsureTable(ctx, table); err != nil {
+		t.Fatal(err)
+	}
+	cols := srv.Query("SELECT name, type FROM system.columns WHERE database = 'cubed_test' AND table = 'growth'")
+	wantCols := "window_start\tDateTime\nwindow_end\tDateTime\ngranularity\tString\ngrouping_set\tUInt16\n" +
+		"country\tString\nactive\tUInt64\nfresh\tUInt64\nd1\tNullable(Float64)\nd1_retained\tUInt64\n" +
+		"d1_cohort\tUInt64\nversion\tUInt64\nfinal\tUInt8\n"
+	if cols != wantCols {
+		t.Errorf("columns:\n%s\nwant:\n%s", cols, wantCols)
+	}
+	day := int64(1442016000000)
+	rows := []sink.Row{
+		{Window: 0, GroupingSet: 0, Start: day, End: day + 86400e3, Values: []float64{10, 10, math.NaN(), 0, 0}, Version: 1, Final: true},
+		{Window: 0, GroupingSet: 0, Start: day + 86400e3, End: day + 2*86400e3, Values: []float64{8, 3, 0.5, 5, 10}, Version: 2},
+		{Window: 0, GroupingSet: 1, Start: day + 86400e3, End: day + 2*86400e3, Dims: []string{"GB"}, Values: []float64{4, 1, 0.75, 3, 4}, Version: 3},
+	}
+	if err := c.Write(ctx, table, rows); err != nil {
+		t.Fatal(err)
+	}
+	checkScan(t, c, table, p, expectLatest(rows))
+	if got := srv.Query("SELECT d1 IS NULL, d1_retained, d1_cohort FROM cubed_test.growth FINAL WHERE grouping_set = 0 ORDER BY window_start"); got != "1\t0\t0\n0\t5\t10\n" {
+		t.Errorf("rate, retained, cohort in SQL: %q", got)
+	}
+}

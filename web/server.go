@@ -330,12 +330,17 @@ type DimensionInfo struct {
 	Field string `json:"field"`
 }
 
-// MeasureInfo is one measure: its name, its type (count, sum, min, max, count_distinct) and the
-// field it reads ("" for count).
+// MeasureInfo is one measure result column: its name, its type (count, sum, min, max,
+// count_distinct, new_users, retention) and the field it reads ("" for count). Each of a retention
+// measure's three columns also has its days, cohort (active or new) and part: rate, retained
+// or cohort.
 type MeasureInfo struct {
-	Name  string `json:"name"`
-	Type  string `json:"type"`
-	Field string `json:"field,omitempty"`
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Field  string `json:"field,omitempty"`
+	Days   int    `json:"days,omitempty"`
+	Cohort string `json:"cohort,omitempty"`
+	Part   string `json:"part,omitempty"`
 }
 
 // GroupingSetInfo is one grouping set: its cuboid id and its dimensions in model order.
@@ -376,7 +381,11 @@ func CubeInfos(b Backend, plans []*cube.Plan) []CubeInfo {
 			ci.Dimensions = append(ci.Dimensions, DimensionInfo{Name: d.Name, Field: d.Field})
 		}
 		for _, m := range p.Measures {
-			ci.Measures = append(ci.Measures, MeasureInfo{Name: m.Name, Type: string(m.Type), Field: m.Field})
+			mi := MeasureInfo{Name: m.Name, Type: string(m.Type), Field: m.Field}
+			if m.Type == cube.Retention {
+				mi.Days, mi.Cohort, mi.Part = m.Days, string(m.Cohort), m.Part.String()
+			}
+			ci.Measures = append(ci.Measures, mi)
 		}
 		for _, g := range p.GroupingSets {
 			names := append([]string{}, g.Names...)

@@ -312,7 +312,7 @@ func TestCubesEndpoint(t *testing.T) {
 		{Granularity: "hour", EmitEvery: "10s", Label: "hour"},
 		{Granularity: "day", EmitEvery: "1m", Label: "day"},
 	}
-	wantMeasures := []MeasureInfo{{"pv", "count", ""}, {"added", "sum", "added"}, {"uv", "count_distinct", "user"}, {"min_delta", "min", "delta"}}
+	wantMeasures := []MeasureInfo{{Name: "pv", Type: "count"}, {Name: "added", Type: "sum", Field: "added"}, {Name: "uv", Type: "count_distinct", Field: "user"}, {Name: "min_delta", Type: "min", Field: "delta"}}
 	if e.Description != "Wikipedia edits" || e.Timezone != "Asia/Kolkata" || !reflect.DeepEqual(e.GroupingSets, wantGS) ||
 		!reflect.DeepEqual(e.Windows, wantWin) || !reflect.DeepEqual(e.Measures, wantMeasures) ||
 		!reflect.DeepEqual(e.Dimensions, []DimensionInfo{{"channel", "channel"}, {"namespace", "namespace"}, {"robot", "isRobot"}}) {

@@ -91,7 +91,9 @@ func TestKafkaCrash(t *testing.T) {
 		if err := yaml.Unmarshal(model, &m); err != nil {
 			t.Fatal(err)
 		}
-		cubes = append(cubes, m["cubes"].([]any)...)
+		// The first cube only: the others of the file (online_retail_weekly) would share its
+		// topic and consumer group.
+		cubes = append(cubes, m["cubes"].([]any)[0])
 	}
 	combined, err := yaml.Marshal(map[string]any{"version": 1, "cubes": cubes})
 	if err != nil {

@@ -7,6 +7,7 @@
 //	cubed query --config FILE --data-dir DIR 'QUERY-JSON' [--format json|csv|arrow]
 //	cubed run --config FILE --data-dir DIR [--http ADDR] [--dev]
 //	cubed gen [--count N | --rate R --duration D] [--users U] [--out FILE | --kafka BROKERS --topic T]
+//	cubed history import --config FILE --data-dir DIR --cube C --measure M --input IDS
 //	cubed version
 package main
 
@@ -45,6 +46,9 @@ Usage:
   cubed run --config FILE --data-dir DIR [--http ADDR] [--dev]
                                                        run the service (--dev: in-process Kafka + generator)
   cubed gen [flags]                                    write synthetic events (see cubed gen -h)
+  cubed history import --config FILE --data-dir DIR --cube C --measure M --input IDS
+                                                       load users known before the stream starts
+                                                       (lines: id, or id,date) for new_users/retention
   cubed version
 `
 
@@ -72,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stdout, stderr)
 	case "gen":
 		err = cmdGen(args[1:], stdout, stderr)
+	case "history":
+		code, err = cmdHistory(args[1:], stdout, stderr)
 	case "broker": // hidden: a Kafka-protocol broker process for tests and experiments
 		err = cmdBroker(args[1:], stdout, stderr)
 	case "version":
@@ -338,6 +344,54 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
 	return err
+}
+
+// cmdHistory runs `cubed history import`: it loads the ids of a history file into the
+// first-seen state of a cube's new_users or retention measure before the stream starts, and
+// prints a JSON summary.
+func cmdHistory(args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) == 0 || args[0] != "import" {
+		return 2, errors.New("history: the subcommand is import (cubed history import --config FILE --data-dir DIR --cube C --measure M --input IDS)")
+	}
+	fs := newFlagSet("history import", stderr)
+	var sf serviceFlags
+	sf.register(fs)
+	cubeName := fs.String("cube", "", "the cube")
+	measure := fs.String("measure", "", "a new_users or retention measure of the cube (the ids go to the field it reads)")
+	input := fs.String("input", "", "history file: one id per line, or id,date (2006-01-02 in the cube's time zone, or RFC 3339); - reads stdin")
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return 2, err
+	}
+	if len(pos) > 0 {
+		return 2, fmt.Errorf("history import: unexpected argument %q", pos[0])
+	}
+	if *cubeName == "" || *measure == "" || *input == "" {
+		return 2, errors.New("history import: --cube, --measure and --input are required")
+	}
+	var in io.Reader = os.Stdin
+	if *input != "-" {
+		f, err := os.Open(*input)
+		if err != nil {
+			return 1, fmt.Errorf("history import: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := sf.open(logger, nil)
+	if err != nil {
+		return 1, err
+	}
+	res, err := svc.ImportHistory(*cubeName, *measure, in)
+	cerr := svc.Close()
+	if err != nil {
+		return 1, err
+	}
+	if cerr != nil {
+		return 1, cerr
+	}
+	return 0, json.NewEncoder(stdout).Encode(res)
 }
 
 // kafkaTopics lists the topics of the model's Kafka cubes.

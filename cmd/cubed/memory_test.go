@@ -34,11 +34,13 @@ func TestReplayMemoryBudget(t *testing.T) {
 			wait := computeAsync(cubes)
 			dir := filepath.Join(tmp, "data")
 			sums := runReplay(t, cfg, dir, 150*time.Second)
-			for _, res := range wait(t) {
+			for i, res := range wait(t) {
 				s := sums[res.Cube.Name]
 				t.Logf("cube %s: peak state %d bytes (limit %d), %d blocks evicted, %d loaded back, %d dictionary trims",
 					res.Cube.Name, s.PeakStateBytes, limit, s.Evictions, s.BlockLoads, s.DictTrims)
-				if s.PeakStateBytes < 2*limit || s.Evictions == 0 || s.BlockLoads == 0 || s.DictTrims == 0 {
+				// The first cube of a model holds at least twice the budget; a smaller one
+				// (online_retail_weekly) must still evict and load back.
+				if i == 0 && s.PeakStateBytes < 2*limit || s.Evictions == 0 || s.BlockLoads == 0 || s.DictTrims == 0 {
 					t.Errorf("cube %s: peak state %d bytes, %d evictions, %d loads: the budget was not exercised",
 						res.Cube.Name, s.PeakStateBytes, s.Evictions, s.BlockLoads)
 				}

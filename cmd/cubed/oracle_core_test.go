@@ -167,23 +167,23 @@ func (n oNum) String() string {
 // oAgg is the state of one group in one window bucket.
 type oAgg struct {
 	count int64
-	sums  []oDecimal // per measure (only sum measures use theirs)
-	mm    []float64  // min or max per measure
-	has   []bool     // mm[i] holds a value
-	ids   []map[uint32]struct{}
+	sums  []oDecimal            // per measure (only sum measures use theirs)
+	mm    []float64             // min or max per measure
+	has   []bool                // mm[i] holds a value
+	ids   []map[uint32]struct{} // per id slot
 }
 
-func newAgg(n int) *oAgg {
-	return &oAgg{sums: make([]oDecimal, n), mm: make([]float64, n), has: make([]bool, n), ids: make([]map[uint32]struct{}, n)}
+func newAgg(n, slots int) *oAgg {
+	return &oAgg{sums: make([]oDecimal, n), mm: make([]float64, n), has: make([]bool, n), ids: make([]map[uint32]struct{}, slots)}
 }
 
-// oInput is one event's measure inputs, per measure: a parsed decimal and float for sum/min/max
-// (ok false when the field does not contribute), an interned id for count_distinct (-1: none).
+// oInput is one event's measure inputs: per measure a parsed decimal and float for sum/min/max
+// (ok false when the field does not contribute), and per id slot an interned id (-1: none).
 type oInput struct {
 	ok  []bool
 	dec []oDecimal
 	f   []float64
-	id  []int64
+	id  []int64 // per slot
 }
 
 func (a *oAgg) addEvent(ms []oMeasure, in *oInput) {
@@ -198,13 +198,14 @@ func (a *oAgg) addEvent(ms []oMeasure, in *oInput) {
 			if in.ok[i] {
 				a.addMM(m.Type, i, in.f[i])
 			}
-		case "count_distinct":
-			if in.id[i] >= 0 {
-				if a.ids[i] == nil {
-					a.ids[i] = map[uint32]struct{}{}
-				}
-				a.ids[i][uint32(in.id[i])] = struct{}{}
+		}
+	}
+	for s, id := range in.id {
+		if id >= 0 {
+			if a.ids[s] == nil {
+				a.ids[s] = map[uint32]struct{}{}
 			}
+			a.ids[s][uint32(id)] = struct{}{}
 		}
 	}
 }
@@ -236,13 +237,14 @@ func (a *oAgg) merge(ms []oMeasure, b *oAgg) {
 			if b.has[i] {
 				a.addMM(m.Type, i, b.mm[i])
 			}
-		case "count_distinct":
-			if len(b.ids[i]) > 0 && a.ids[i] == nil {
-				a.ids[i] = map[uint32]struct{}{}
-			}
-			for id := range b.ids[i] {
-				a.ids[i][id] = struct{}{}
-			}
+		}
+	}
+	for s := range b.ids {
+		if len(b.ids[s]) > 0 && a.ids[s] == nil {
+			a.ids[s] = map[uint32]struct{}{}
+		}
+		for id := range b.ids[s] {
+			a.ids[s][id] = struct{}{}
 		}
 	}
 }
@@ -258,7 +260,7 @@ func (a *oAgg) values(ms []oMeasure) []oNum {
 		case "min", "max":
 			out[i] = oNum{v: a.mm[i], null: !a.has[i]}
 		case "count_distinct":
-			out[i] = oNum{v: float64(len(a.ids[i]))}
+			out[i] = oNum{v: float64(len(a.ids[m.Slot]))}
 		}
 	}
 	return out
@@ -299,6 +301,9 @@ type oResult struct {
 	MinT, MaxT time.Time
 	// series[w][g] maps a group key to its series.
 	series [][]map[string]*oSeries
+	// first[slot] maps an id to the start (Unix ms) of the first day it occurs on, in the cube's
+	// time zone: new_users and new-cohort retention read it.
+	first []map[uint32]int64
 }
 
 // oCompute runs the oracle over the cube's file source.
@@ -325,10 +330,20 @@ func oCompute(c *oCube) (*oResult, error) {
 		}
 	}
 	nm := len(c.Measures)
-	in := &oInput{ok: make([]bool, nm), dec: make([]oDecimal, nm), f: make([]float64, nm), id: make([]int64, nm)}
-	intern := make([]map[string]int64, nm)
+	in := &oInput{ok: make([]bool, nm), dec: make([]oDecimal, nm), f: make([]float64, nm), id: make([]int64, c.Slots)}
+	intern := make([]map[string]int64, c.Slots)
 	for i := range intern {
 		intern[i] = map[string]int64{}
+	}
+	slotPath := make([][]string, c.Slots)
+	for _, m := range c.Measures {
+		if m.Slot >= 0 {
+			slotPath[m.Slot] = m.Path
+		}
+	}
+	res.first = make([]map[uint32]int64, c.Slots)
+	for i := range res.first {
+		res.first[i] = map[uint32]int64{}
 	}
 	dims := make([]string, len(c.DimNames))
 	var key []byte
@@ -354,9 +369,26 @@ func oCompute(c *oCube) (*oResult, error) {
 		for i, p := range c.DimPaths {
 			dims[i] = r.Get(p).text // null → ""
 		}
+		dayStart, _ := windowOf(t, "day", c.Loc)
+		for s, path := range slotPath {
+			in.id[s] = -1
+			f := r.Get(path)
+			if f.null || f.text == "" {
+				continue
+			}
+			id, ok := intern[s][f.text]
+			if !ok {
+				id = int64(len(intern[s]))
+				intern[s][f.text] = id
+			}
+			in.id[s] = id
+			if d, ok := res.first[s][uint32(id)]; !ok || dayStart.UnixMilli() < d {
+				res.first[s][uint32(id)] = dayStart.UnixMilli()
+			}
+		}
 		for i, m := range c.Measures {
-			in.ok[i], in.id[i] = false, -1
-			if m.Type == "count" {
+			in.ok[i] = false
+			if m.Type != "sum" && m.Type != "min" && m.Type != "max" {
 				continue
 			}
 			f := r.Get(m.Path)
@@ -369,13 +401,6 @@ func oCompute(c *oCube) (*oResult, error) {
 			case "min", "max":
 				v, err := strconv.ParseFloat(f.text, 64)
 				in.f[i], in.ok[i] = v, err == nil
-			case "count_distinct":
-				id, ok := intern[i][f.text]
-				if !ok {
-					id = int64(len(intern[i]))
-					intern[i][f.text] = id
-				}
-				in.id[i] = id
 			}
 		}
 		for w, win := range c.Windows {
@@ -400,7 +425,7 @@ func oCompute(c *oCube) (*oResult, error) {
 					res.series[w][g][string(key)] = s
 				}
 				if s.buckets[bucket] == nil {
-					s.buckets[bucket] = newAgg(nm)
+					s.buckets[bucket] = newAgg(nm, c.Slots)
 				}
 				s.buckets[bucket].addEvent(c.Measures, in)
 			}
@@ -419,10 +444,10 @@ func oCompute(c *oCube) (*oResult, error) {
 func (res *oResult) Rows(w, g int, live bool) []oRow {
 	win := res.Cube.Windows[w]
 	var rows []oRow
-	run := newAgg(len(res.Cube.Measures))
+	run := newAgg(len(res.Cube.Measures), res.Cube.Slots)
 	for _, s := range res.series[w][g] {
 		if win.Step == 0 {
-			rows = append(rows, oRow{Start: s.start.UnixMilli(), Dims: s.dims, Vals: s.buckets[0].values(res.Cube.Measures)})
+			rows = append(rows, oRow{Start: s.start.UnixMilli(), Dims: s.dims, Vals: res.values(w, g, s, s.buckets[0])})
 			continue
 		}
 		run.reset()
@@ -441,11 +466,91 @@ func (res *oResult) Rows(w, g int, live bool) []oRow {
 			if end.After(s.end) {
 				end = s.end
 			}
-			rows = append(rows, oRow{Start: s.start.UnixMilli(), End: end.UnixMilli(), Dims: s.dims, Vals: run.values(res.Cube.Measures)})
+			rows = append(rows, oRow{Start: s.start.UnixMilli(), End: end.UnixMilli(), Dims: s.dims, Vals: res.values(w, g, s, run)})
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return lessRow(rows[i], rows[j]) })
 	return rows
+}
+
+// values returns the measures of a row of series s (window w, grouping set g) whose events are
+// agg. new_users counts the ids of the row first seen on the row's day; day-N retention reads
+// the ids of the same group N days before in the same window (all steps of that day) as the
+// cohort, keeping only the ids first seen that day for cohort new.
+func (res *oResult) values(w, g int, s *oSeries, agg *oAgg) []oNum {
+	ms := res.Cube.Measures
+	out := agg.values(ms)
+	day := s.start.UnixMilli()
+	type cohortKey struct {
+		days, slot int
+		cohort     string
+	}
+	cohorts := map[cohortKey]map[uint32]bool{} // the three columns of a measure share theirs
+	for i, m := range ms {
+		switch m.Type {
+		case "new_users":
+			n := 0
+			for id := range agg.ids[m.Slot] {
+				if res.first[m.Slot][id] == day {
+					n++
+				}
+			}
+			out[i] = oNum{v: float64(n)}
+		case "retention", "retention_retained", "retention_cohort":
+			ck := cohortKey{m.Days, m.Slot, m.Cohort}
+			cohort, ok := cohorts[ck]
+			if !ok {
+				cohort = res.cohort(w, g, s, m)
+				cohorts[ck] = cohort
+			}
+			retained := 0
+			for id := range agg.ids[m.Slot] {
+				if cohort[id] {
+					retained++
+				}
+			}
+			switch m.Type {
+			case "retention_retained":
+				out[i] = oNum{v: float64(retained)}
+			case "retention_cohort":
+				out[i] = oNum{v: float64(len(cohort))}
+			default:
+				out[i] = oNum{null: true}
+				if len(cohort) > 0 {
+					out[i] = oNum{v: float64(retained) / float64(len(cohort))}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// cohort returns the cohort of retention column m for series s: the ids of s's group m.Days
+// days before (in the cube's zone), only those first seen that day for cohort new.
+func (res *oResult) cohort(w, g int, s *oSeries, m oMeasure) map[uint32]bool {
+	l := s.start.In(res.Cube.Loc)
+	back := time.Date(l.Year(), l.Month(), l.Day()-m.Days, 0, 0, 0, 0, res.Cube.Loc)
+	key := binary.BigEndian.AppendUint64(nil, uint64(back.UnixMilli()))
+	for _, d := range s.dims {
+		key = binary.AppendUvarint(key, uint64(len(d)))
+		key = append(key, d...)
+	}
+	out := map[uint32]bool{}
+	prev := res.series[w][g][string(key)]
+	if prev == nil {
+		return out
+	}
+	for _, b := range prev.buckets {
+		if b == nil {
+			continue
+		}
+		for id := range b.ids[m.Slot] {
+			if m.Cohort != "new" || res.first[m.Slot][id] == back.UnixMilli() {
+				out[id] = true
+			}
+		}
+	}
+	return out
 }
 
 func lessRow(a, b oRow) bool {

@@ -50,9 +50,11 @@ type oCubeY struct {
 		Field string `yaml:"field"`
 	} `yaml:"dimensions"`
 	Measures []struct {
-		Name  string `yaml:"name"`
-		Type  string `yaml:"type"`
-		Field string `yaml:"field"`
+		Name   string `yaml:"name"`
+		Type   string `yaml:"type"`
+		Field  string `yaml:"field"`
+		Days   int    `yaml:"days"`
+		Cohort string `yaml:"cohort"`
 	} `yaml:"measures"`
 	GroupingSets [][]string `yaml:"grouping_sets"`
 	CubeSets     []string   `yaml:"cube"`
@@ -76,13 +78,21 @@ type oCube struct {
 	DimNames   []string
 	DimPaths   [][]string
 	Measures   []oMeasure
+	Slots      int        // id sets per group (distinct id fields)
 	Sets       [][]string // grouping sets as dimension names
 	Windows    []oWindow
 }
 
+// oMeasure is one result column. A retention measure is three: Type "retention" (the rate),
+// "retention_retained" and "retention_cohort", each with Days and Cohort ("active" or "new").
+// Slot indexes the oracle's id sets: one per distinct id field, shared by count_distinct,
+// new_users and retention on that field (-1 for other types).
 type oMeasure struct {
 	Name, Type string
 	Path       []string
+	Days       int
+	Cohort     string
+	Slot       int
 }
 
 type oWindow struct {
@@ -145,13 +155,31 @@ func oLoadModel(path string) ([]*oCube, error) {
 			c.DimNames = append(c.DimNames, d.Name)
 			c.DimPaths = append(c.DimPaths, strings.Split(orDefault(d.Field, d.Name), "."))
 		}
+		slots := map[string]int{} // id field → slot
 		for _, m := range y.Measures {
-			om := oMeasure{Name: m.Name, Type: m.Type}
+			om := oMeasure{Name: m.Name, Type: m.Type, Days: m.Days, Cohort: orDefault(m.Cohort, "active"), Slot: -1}
 			if m.Field != "" {
 				om.Path = strings.Split(m.Field, ".")
 			}
+			switch m.Type {
+			case "count_distinct", "new_users", "retention":
+				slot, ok := slots[m.Field]
+				if !ok {
+					slot = len(slots)
+					slots[m.Field] = slot
+				}
+				om.Slot = slot
+			}
 			c.Measures = append(c.Measures, om)
+			if m.Type == "retention" {
+				for _, part := range []string{"retained", "cohort"} {
+					col := om
+					col.Name, col.Type = m.Name+"_"+part, "retention_"+part
+					c.Measures = append(c.Measures, col)
+				}
+			}
 		}
+		c.Slots = len(slots)
 		switch {
 		case len(y.GroupingSets) > 0:
 			c.Sets = y.GroupingSets
