@@ -600,10 +600,17 @@ func diffRows(c *oCube, names []string, want, got []oRow) string {
 			continue
 		}
 		var bad []string
-		for i := range w.Vals {
+		if len(g.Vals) != len(w.Vals) {
+			bad = append(bad, fmt.Sprintf("%d values, want %d", len(g.Vals), len(w.Vals)))
+		}
+		for i := range min(len(w.Vals), len(g.Vals)) {
 			a, b := w.Vals[i], g.Vals[i]
 			if a.null != b.null || (!a.null && a.v != b.v) {
-				bad = append(bad, fmt.Sprintf("%s: want %s, got %s", names[i], a, b))
+				name := fmt.Sprintf("value %d", i)
+				if i < len(names) {
+					name = names[i]
+				}
+				bad = append(bad, fmt.Sprintf("%s: want %s, got %s", name, a, b))
 			}
 		}
 		if len(bad) > 0 {
