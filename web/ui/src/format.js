@@ -55,6 +55,18 @@ export function change(now, before) {
   return `${p >= 0 ? '+' : ''}${p.toFixed(1)} %`;
 }
 
+/**
+ * The change of a ratio (0..1) in percentage points: 0.033 against 0.030 → "+0.3 pp" (a
+ * relative change of a rate, "+10.0 %", reads as the rate itself); "±0.0 pp" when it rounds to
+ * nothing, "–" when either is missing.
+ */
+export function changePoints(now, before) {
+  if (now == null || before == null) return '–';
+  const p = ((now - before) * 100).toFixed(1);
+  if (/^-?0\.0$/.test(p)) return '±0.0 pp';
+  return `${p.startsWith('-') ? '' : '+'}${p} pp`;
+}
+
 /** A ratio (0..1) as a percentage: 0.4231 → "42.3 %"; null as "–". */
 export function pct(v) {
   return v == null ? '–' : `${(v * 100).toFixed(1)} %`;

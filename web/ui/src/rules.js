@@ -53,6 +53,15 @@ export function retentionRows(columns, rows, measure) {
     .sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
 }
 
+/**
+ * Whether a measure column (an entry of GET /api/v1/cubes → measures) is a ratio in 0..1, shown
+ * as a percentage: a retention measure's rate column (part "rate"); its retained and cohort
+ * columns are counts.
+ */
+export function isRate(info) {
+  return info?.type === 'retention' && info.part === 'rate';
+}
+
 /** The measures a breakdown table shows: the panel's measure first, then the dashboard's KPI measures. */
 export function breakdownMeasures(panel, panels) {
   const kpis = panels.filter((p) => p.type === 'kpi').flatMap((p) => p.measures);

@@ -3,8 +3,11 @@
 import { h, fill } from './dom.js';
 import { num } from './format.js';
 
-/** A table in el; returns {set(columns, rows, nDims), sortBy(column, desc)}. */
-export function sortableTable(el, { key = null, desc = true, id = null } = {}) {
+/**
+ * A table in el; returns {set(columns, rows, nDims), sortBy(column, desc)}. format(column, v)
+ * writes a measure cell (default num); the cell's data-v keeps the value as sent.
+ */
+export function sortableTable(el, { key = null, desc = true, id = null, format = (c, v) => num(v) } = {}) {
   let cols = [], rows = [], nDims = 0;
   const sort = { key, desc };
   function render() {
@@ -23,7 +26,7 @@ export function sortableTable(el, { key = null, desc = true, id = null } = {}) {
       }, c)))),
       h('tbody', {}, sorted.map((r) => h('tr', {}, r.map((v, j) => (j < nDims || typeof v === 'string'
         ? h('td', {}, v === '' ? h('i', {}, '(empty)') : v)
-        : h('td', { class: 'num', dataset: { v: v ?? '' } }, num(v)))))))));
+        : h('td', { class: 'num', dataset: { v: v ?? '' } }, format(cols[j], v)))))))));
   }
   return {
     set(c, r, n) { cols = c; rows = r; nDims = n; render(); },

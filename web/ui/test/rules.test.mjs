@@ -1,9 +1,9 @@
 // Unit tests of the UI's DOM-free rules (src/rules.js) and formatting (src/format.js).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultDay, covering, exact, layout, retentionRows, breakdownMeasures, breakdownSet, nodeCounters } from '../src/rules.js';
+import { defaultDay, covering, exact, layout, retentionRows, breakdownMeasures, breakdownSet, nodeCounters, isRate } from '../src/rules.js';
 import { bytes } from '../src/format.js';
-import { addDays, change, num, pct } from '../src/format.js';
+import { addDays, change, changePoints, num, pct } from '../src/format.js';
 
 test('defaultDay: today when it has data, else the latest substantial day', () => {
   const days = [
@@ -60,6 +60,10 @@ test('formatting', () => {
   assert.equal(num(2.345), '2.35');
   assert.equal(num(null), '–');
   assert.equal(pct(0.4231), '42.3 %');
+  assert.equal(changePoints(0.0333, 0.0297), '+0.4 pp');
+  assert.equal(changePoints(0.05, 0.121), '-7.1 pp');
+  assert.equal(changePoints(0.1, 0.1004), '±0.0 pp');
+  assert.equal(changePoints(0.1, null), '–');
 });
 
 test('retentionRows reads the retention contract: <m>, <m>_retained, <m>_cohort by day', () => {
@@ -77,6 +81,14 @@ test('retentionRows reads the retention contract: <m>, <m>_retained, <m>_cohort 
   assert.deepEqual(retentionRows(['window_start', 'd7'], [['2011-02-01T00:00:00+01:00', 0.5]], 'd7'),
     [{ day: '2011-02-01', ratio: 0.5, retained: null, cohort: null }]);
   assert.throws(() => retentionRows(['window_start', 'uv'], [], 'd1'), /lacks window_start or d1/);
+});
+
+test('isRate: only the rate column of a retention measure is a percentage', () => {
+  assert.equal(isRate({ name: 'd1', type: 'retention', days: 1, cohort: 'active', part: 'rate' }), true);
+  assert.equal(isRate({ name: 'd1_retained', type: 'retention', days: 1, cohort: 'active', part: 'retained' }), false);
+  assert.equal(isRate({ name: 'd1_cohort', type: 'retention', days: 1, cohort: 'new', part: 'cohort' }), false);
+  assert.equal(isRate({ name: 'new_users', type: 'new_users' }), false);
+  assert.equal(isRate(undefined), false);
 });
 
 test('breakdown panels: measures shown and the grouping set they read', () => {

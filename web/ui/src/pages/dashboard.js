@@ -16,9 +16,12 @@ import { guard } from '../errors.js';
 import { query } from '../api.js';
 import { getCube } from '../state.js';
 import { chart } from '../charts.js';
-import { num, pct, change, todayIn, addDays, time, ago } from '../format.js';
+import { num, pct, change, changePoints, todayIn, addDays, time, ago } from '../format.js';
 import { sortableTable } from '../table.js';
-import { defaultDay, retentionRows, breakdownMeasures, breakdownSet } from '../rules.js';
+import { defaultDay, retentionRows, breakdownMeasures, breakdownSet, isRate } from '../rules.js';
+
+/** A rate axis label: 0.12 → "12 %". */
+const percentAxis = (v) => `${Math.round(v * 100)} %`;
 
 const hhmm = (ms) => `${String(Math.floor(ms / 3600000)).padStart(2, '0')}:${String(Math.floor(ms / 60000) % 60).padStart(2, '0')}`;
 
@@ -27,7 +30,10 @@ export async function dashboard(page, name) {
   if (!cube) return null;
   const db = cube.dashboard;
   const measure = (m) => cube.measures.find((x) => x.name === m);
-  const fmt = (m, v) => (measure(m)?.type === 'retention' ? pct(v) : num(v));
+  // Retention rates are percentages, and change in percentage points; every other column is a number.
+  const rate = (m) => isRate(measure(m));
+  const fmt = (m, v) => (rate(m) ? pct(v) : num(v));
+  const delta = (m, v, before) => (rate(m) ? changePoints(v, before) : change(v, before));
   const win = cube.windows.find((w) => w.granularity === 'day' && w.cumulative);
   const params = new URLSearchParams(location.hash.split('?')[1] || '');
   const st = { day: params.get('day'), userDay: !!params.get('day') };
@@ -45,7 +51,7 @@ export async function dashboard(page, name) {
   // The day picker reads the first measure of a day panel.
   const dayMeasure = db.panels.map((p) => p.measures?.[0] ?? (p.type !== 'retention' ? p.measure : null)).find(Boolean);
   const shared = [...new Set(db.panels.flatMap((p) => (p.type === 'kpi' ? p.measures : p.type === 'cumulative' ? [p.measure] : [])))];
-  const ctx0 = { cube, name, base, st, fmt, panels: db.panels, shared, cache: new Map() };
+  const ctx0 = { cube, name, base, st, fmt, rate, delta, panels: db.panels, shared, cache: new Map() };
   // Days with data, for the day picker and the default day; the first request is sent before the
   // charts are set up, so that the server answers meanwhile.
   const daysQuery = () => query({ ...base, measures: [dayMeasure], steps: 'last' });
@@ -102,7 +108,8 @@ export async function dashboard(page, name) {
 
 /** A panel's section: its title (with controls) and body. */
 function section(ctx, heading, ...body) {
-  return h('section', { class: 'panel', dataset: { panel: ctx.i, type: ctx.p.type } }, h('h2', {}, heading), ...body);
+  const dataset = { panel: ctx.i, type: ctx.p.type, ...(ctx.p.measure ? { measure: ctx.p.measure } : {}) };
+  return h('section', { class: 'panel', dataset }, h('h2', {}, heading), ...body);
 }
 
 /**
@@ -130,7 +137,7 @@ function twoDays(ctx, measures) {
 
 const PANELS = {
   kpi(ctx) {
-    const { p, i, st, fmt, cube } = ctx;
+    const { p, i, st, fmt, delta, cube } = ctx;
     const tiles = h('div', { class: 'tiles' });
     const type = (m) => cube.measures.find((x) => x.name === m)?.type;
     return {
@@ -146,11 +153,11 @@ const PANELS = {
         fill(tiles, p.measures.map((m) => {
           const v = now ? now[col(m)] : null;
           const pv = then ? then[col(m)] : null;
-          const ch = change(v, pv);
+          const ch = delta(m, v, pv);
           return h('div', { class: 'tile', dataset: { measure: m, value: v ?? '' } },
             h('div', { class: 'label' }, m, h('span', { class: 'type' }, type(m))),
             h('div', { class: 'value' }, fmt(m, v)),
-            h('div', { class: `delta ${ch.startsWith('-') ? 'down' : 'up'}`, title: 'against the previous day\'s cumulative value at the end of the same step of the cumulative day window (the comparison has the window step\'s resolution)' },
+            h('div', { class: `delta ${ch.startsWith('-') ? 'down' : 'up'}`, title: 'against the previous day\'s cumulative value at the end of the same step of the cumulative day window (the comparison has the window step\'s resolution; rates change in percentage points)' },
               ch, h('span', { class: 'hint' }, ` vs ${fmt(m, pv)} on ${prev} at ${at == null ? '–' : hhmm(at)}`)));
         }));
       }),
@@ -158,7 +165,7 @@ const PANELS = {
   },
 
   cumulative(ctx) {
-    const { p, i, st, cube } = ctx;
+    const { p, i, st, cube, rate, fmt } = ctx;
     let m = p.measure;
     const el = h('div', { class: 'chart curve' });
     const ctl = select(cube.measures.map((x) => x.name), m, (v) => { m = v; refresh(); }, { class: 'curve-measure' });
@@ -169,11 +176,11 @@ const PANELS = {
       const series = (day) => xs.map((x) => steps[day].get(x)?.[col(m)] ?? null);
       curve.setOption({
         animation: false,
-        tooltip: { trigger: 'axis' },
+        tooltip: { trigger: 'axis', valueFormatter: (v) => fmt(m, v) },
         legend: { data: [st.day, prev], top: 0 },
         grid: { left: 60, right: 20, top: 36, bottom: 30 },
         xAxis: { type: 'category', data: xs.map(hhmm) },
-        yAxis: { type: 'value' },
+        yAxis: { type: 'value', ...(rate(m) ? { min: 0, axisLabel: { formatter: percentAxis } } : {}) },
         series: [
           { name: st.day, type: 'line', data: series(st.day), showSymbol: xs.length < 3, lineStyle: { width: 3 } },
           { name: prev, type: 'line', data: series(prev), showSymbol: false, lineStyle: { type: 'dashed' } },
@@ -189,14 +196,14 @@ const PANELS = {
   },
 
   breakdown(ctx) {
-    const { p, i, st, base, cube, panels } = ctx;
+    const { p, i, st, base, cube, panels, rate, fmt } = ctx;
     const sets = cube.grouping_sets.filter((g) => g.dimensions.length > 0);
     let gs = breakdownSet(cube.grouping_sets, p) || sets[0];
     let m = p.measure;
     const measures = () => breakdownMeasures({ ...p, measure: m }, panels);
     const barEl = h('div', { class: 'chart breakdown-chart' });
     const tableEl = h('div', { class: 'breakdown-table' });
-    const table = sortableTable(tableEl, { key: m, desc: true });
+    const table = sortableTable(tableEl, { key: m, desc: true, format: fmt });
     const ctl = h('span', {},
       select(sets.map((g) => [g.id, `by ${g.dimensions.join(' × ')}`]), gs.id, (v) => { gs = sets.find((g) => g.id === Number(v)); refresh(); }, { class: 'breakdown-set' }),
       ' ', select(cube.measures.map((x) => x.name), m, (v) => { m = v; table.sortBy(v, true); refresh(); }, { class: 'breakdown-measure' }));
@@ -211,9 +218,9 @@ const PANELS = {
       const label = (row) => row.slice(0, gs.dimensions.length).map((v) => (v === '' ? '(empty)' : v)).join(' · ');
       bar.setOption({
         animation: false,
-        tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+        tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' }, valueFormatter: (v) => fmt(m, v) },
         grid: { left: 160, right: 30, top: 10, bottom: 30 },
-        xAxis: { type: 'value' },
+        xAxis: { type: 'value', ...(rate(m) ? { min: 0, axisLabel: { formatter: percentAxis } } : {}) },
         yAxis: { type: 'category', data: top.map(label), axisLabel: { width: 150, overflow: 'truncate' } },
         series: [{ name: m, type: 'bar', data: top.map((row) => row[mi]) }],
       }, true);
@@ -230,6 +237,7 @@ const PANELS = {
     const { p, i, name, cube } = ctx;
     const m = cube.measures.find((x) => x.name === p.measure);
     const days = m?.days;
+    const who = m?.cohort === 'new' ? 'new users' : 'active users';
     const el = h('div', { class: 'chart retention-chart' });
     const tableEl = h('div', { class: 'retention-table' });
     let plot;
@@ -246,12 +254,12 @@ const PANELS = {
         tooltip: { trigger: 'axis', valueFormatter: (v) => pct(v) },
         grid: { left: 60, right: 20, top: 20, bottom: 30 },
         xAxis: { type: 'category', data: rows.map((x) => x.day) },
-        yAxis: { type: 'value', min: 0, axisLabel: { formatter: (v) => `${Math.round(v * 100)} %` } },
+        yAxis: { type: 'value', min: 0, axisLabel: { formatter: percentAxis } },
         series: [{ name: p.measure, type: 'line', data: rows.map((x) => x.ratio), showSymbol: rows.length < 40 }],
       }, true);
     });
     return {
-      el: section(ctx, p.title || `Retention ${p.measure}${days ? ` (day ${days})` : ''}: users of the cohort active again`, h('div', { class: 'split' }, el, tableEl)),
+      el: section(ctx, p.title || `${days ? `Day ${days} retention` : 'Retention'} of ${who} (${p.measure})`, h('div', { class: 'split' }, el, tableEl)),
       mount: () => { plot = chart(el); },
       needsDay: false,
       refresh,

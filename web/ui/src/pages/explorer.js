@@ -8,7 +8,8 @@ import { query, curlFor, csvURL } from '../api.js';
 import { getCube } from '../state.js';
 import { chart } from '../charts.js';
 import { sortableTable } from '../table.js';
-import { covering, exact } from '../rules.js';
+import { num, pct } from '../format.js';
+import { covering, exact, isRate } from '../rules.js';
 
 const OPS = ['equals', 'notEquals', 'contains', 'notContains', 'startsWith', 'endsWith', 'set', 'notSet'];
 const NO_VALUES = new Set(['set', 'notSet']);
@@ -38,7 +39,8 @@ export async function explorer(page, name) {
   const tableEl = h('div', { id: 'explorer-table' });
   fill(page, h('h1', {}, `Explore ${name}`), controls, status, actions, curlEl, chartEl, tableEl);
   const plot = chart(chartEl);
-  const table = sortableTable(tableEl, { id: 'result' });
+  const rate = (c) => isRate(cube.measures.find((m) => m.name === c));
+  const table = sortableTable(tableEl, { id: 'result', format: (c, v) => (rate(c) ? pct(v) : num(v)) });
 
   const used = () => new Set([...st.dims, ...st.filters.map((f) => f.dimension)]);
 
