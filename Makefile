@@ -40,7 +40,8 @@ test: vet ui
 	$(MAKE) test-ui
 
 # Browser tests of the web UI: Debian's chromium (installed when missing) driven by
-# playwright-core against bin/cubed replaying configs/wikiticker.yaml.
+# playwright-core against bin/cubed replaying configs/wikiticker.yaml and the daily cube of
+# configs/online_retail.yaml.
 test-ui: build
 	scripts/ensure-chromium.sh
 	cd $(UI_DIR) && CUBED_BIN=../../$(BIN) npm test

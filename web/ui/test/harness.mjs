@@ -1,6 +1,6 @@
 // Test harness of the browser tests: builds (or takes) the cubed binary, starts it replaying
-// configs/wikiticker.yaml into a temporary data dir, and launches Debian's chromium through
-// playwright-core. A missing component fails the tests when CI is set and skips them (loudly)
+// configs/wikiticker.yaml (or a variant of configs/online_retail.yaml) into a temporary data dir,
+// and launches Debian's chromium through playwright-core. A missing component fails the tests when CI is set and skips them (loudly)
 // otherwise.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,20 +14,22 @@ export const UI = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const ROOT = resolve(UI, '../..');
 export const CONFIG = join(ROOT, 'configs/wikiticker.yaml');
 export const DATA = resolve(ROOT, '../shared/data/wikiticker-2015-09-12.json.gz');
+export const RETAIL_CONFIG = join(ROOT, 'configs/online_retail.yaml');
+export const RETAIL_DATA = resolve(ROOT, '../shared/data/online_retail.csv.gz');
 export const CHROMIUM = '/usr/bin/chromium';
 export const SHOTS = join(UI, 'screenshots');
 
-/** Why the tests cannot run here, or "" when they can. */
-export function missing() {
+/** Why the tests cannot run here, or "" when they can; data lists the data files they read. */
+export function missing(data = [DATA]) {
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (scripts/ensure-chromium.sh installs it)`;
   if (!existsSync(join(UI, 'dist/index.html'))) return 'the UI is not built (npm run build in web/ui)';
-  if (!existsSync(DATA)) return `the data file ${DATA} is missing`;
+  for (const f of data) if (!existsSync(f)) return `the data file ${f} is missing`;
   return '';
 }
 
-/** Skips the test (loud) or, in CI, fails it when a component is missing. */
-export function requireComponents(t) {
-  const why = missing();
+/** Skips the test (loud) or, in CI, fails it when a component is missing (see missing). */
+export function requireComponents(t, data) {
+  const why = missing(data);
   if (!why) return true;
   if (process.env.CI) throw new Error(`browser tests cannot run in CI: ${why}`);
   console.error(`\n*** SKIPPING the browser tests: ${why} ***\n`);
@@ -95,6 +97,21 @@ export function wikitickerWithoutDashboards() {
   if (i < 0) throw new Error(`${CONFIG} has no dashboards: section`);
   const out = join(mkdtempSync(join(tmpdir(), 'cubed-ui-model-')), 'wikiticker.yaml');
   writeFileSync(out, src.slice(0, i + 1).replace(/path: .*wikiticker-2015-09-12\.json\.gz/, `path: ${DATA}`));
+  return out;
+}
+
+/**
+ * Writes configs/online_retail.yaml with its first cube only (online_retail, the daily cube with
+ * new_users and retention; the weekly cube would replay the file a second time) and the data
+ * file's absolute path into a new temporary folder; returns the file's path.
+ */
+export function onlineRetailDaily() {
+  const src = readFileSync(RETAIL_CONFIG, 'utf8');
+  const i = src.indexOf('\n  - name: online_retail_weekly');
+  if (i < 0) throw new Error(`${RETAIL_CONFIG} has no online_retail_weekly cube to leave out`);
+  const head = src.slice(0, src.lastIndexOf('\n\n', i) + 1);
+  const out = join(mkdtempSync(join(tmpdir(), 'cubed-ui-model-')), 'online_retail.yaml');
+  writeFileSync(out, head.replace(/path: .*online_retail\.csv\.gz/, `path: ${RETAIL_DATA}`));
   return out;
 }
 
