@@ -234,10 +234,12 @@ type oracleEntry struct {
 	err  error
 }
 
-// oCached is oCompute, computed once per cube name and data file. Callers must not modify the
-// result.
+// oCached is oCompute, computed once per cube model and data file (tests that edit a model's
+// measures, windows or grouping sets get their own results). Callers must not modify the result.
 func oCached(c *oCube) (*oResult, error) {
-	key := c.Name + "\x00" + c.File
+	model := *c
+	model.TimeLoc, model.Loc = nil, nil
+	key := fmt.Sprintf("%+v\x00%v\x00%v", model, c.TimeLoc, c.Loc)
 	oracleCache.Lock()
 	if oracleCache.m == nil {
 		oracleCache.m = map[string]*oracleEntry{}
