@@ -397,7 +397,37 @@ cubes:
     windows: [{granularity: day}]
     sink:
       clickhouse: {tls: maybe}
-`, `9:25: sink.clickhouse.tls must be true or false, got the scalar "maybe"`},
+`, `9:25: sink.clickhouse.tls must be true, false or a mapping (keys: ca_file, cert_file, key_file, server_name, insecure_skip_verify), got the scalar "maybe"`},
+		{"clickhouse tls key typo", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: {ca: x.pem}}
+`, `9:26: unknown key "ca" in sink.clickhouse.tls (valid: ca_file, cert_file, key_file, server_name, insecure_skip_verify)`},
+		{"clickhouse tls cert without key", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: {cert_file: c.pem}}
+`, `9:25: sink.clickhouse.tls needs both cert_file and key_file (the client certificate and its key), or neither`},
+		{"clickhouse tls insecure with ca", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: {ca_file: ca.pem, insecure_skip_verify: true}}
+`, `9:65: sink.clickhouse.tls.insecure_skip_verify verifies nothing, so ca_file and server_name would be ignored (give one or the other)`},
 		{"clickhouse password twice", `version: 1
 cubes:
   - name: c

@@ -3,11 +3,13 @@ package sink
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -59,6 +61,40 @@ const (
 // ErrClickHouseSchema is wrapped by the errors about a table whose layout disagrees with the
 // plan (or that is missing while table creation is off); retrying cannot fix them.
 var ErrClickHouseSchema = errors.New("ClickHouse table does not match the cube")
+
+// ErrClickHouseTLS is wrapped by the errors of a TLS connection that cannot work as configured:
+// the server's certificate does not verify (unknown authority, wrong name, expired), the server
+// refuses the client certificate (or its absence), or the port does not speak TLS. Like
+// ErrClickHouseSchema, retrying cannot fix them, so Write returns them at once; the message says
+// which sink.clickhouse.tls setting to look at.
+var ErrClickHouseTLS = errors.New("TLS connection to ClickHouse refused")
+
+// clientCertAlerts are the texts of the TLS alerts (RFC 8446 §6.2) by which a server refuses
+// the client's certificate or its absence; crypto/tls reports a received alert as a
+// *net.OpError with Op "remote error" whose Err prints as "tls: " and the text.
+var clientCertAlerts = []string{"bad certificate", "unsupported certificate", "revoked certificate",
+	"expired certificate", "unknown certificate", "unknown certificate authority", "certificate required"}
+
+// tlsProblem returns a hint for a TLS error that retrying cannot fix, "" for any other error.
+func tlsProblem(err error) string {
+	var verr *tls.CertificateVerificationError
+	var rerr tls.RecordHeaderError
+	var oerr *net.OpError
+	switch {
+	case errors.As(err, &verr):
+		var host x509.HostnameError
+		if errors.As(verr.Err, &host) {
+			return "the server's certificate is not for this host (set sink.clickhouse.tls.server_name to a name it carries)"
+		}
+		return "the server's certificate does not verify (set sink.clickhouse.tls.ca_file to the CA that issued it)"
+	case errors.As(err, &rerr):
+		return "the server did not answer in TLS (is sink.clickhouse.addr its secure native port, tcp_port_secure, usually 9440?)"
+	case errors.As(err, &oerr) && oerr.Op == "remote error" && oerr.Err != nil &&
+		slices.Contains(clientCertAlerts, strings.TrimPrefix(oerr.Err.Error(), "tls: ")):
+		return "the server refused the client certificate (set sink.clickhouse.tls.cert_file and key_file to one it trusts)"
+	}
+	return ""
+}
 
 // ClickHouse writes result rows to, and reads them from, ClickHouse tables over the native
 // protocol (clickhouse-go/v2). It is safe for concurrent use.
@@ -156,9 +192,10 @@ func WithClickHouseRetryHook(fn func(err error, attempt int, wait time.Duration)
 }
 
 // OpenClickHouse returns a sink for the server, database and credentials of cfg (its Table is
-// ignored: Define declares tables). It does no I/O: the connection is made by the first call
-// that needs it, so a server that is down at start only delays the first write. It fails when
-// cfg.PasswordEnv names an unset environment variable or cfg's identifiers are not plain.
+// ignored: Define declares tables). It does no network I/O: the connection is made by the first
+// call that needs it, so a server that is down at start only delays the first write. It fails when
+// cfg.PasswordEnv names an unset environment variable, cfg's identifiers are not plain, or the
+// files of cfg.TLS cannot be loaded (TLSConfig).
 func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickHouse, error) {
 	o := chOptions{
 		batchRows: DefaultClickHouseBatchRows, flushInterval: DefaultClickHouseFlushInterval,
@@ -190,14 +227,46 @@ func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickH
 		MaxIdleConns: 2,
 		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 	}
-	if cfg.TLS {
-		copts.TLS = &tls.Config{}
+	if cfg.TLS != nil {
+		tc, err := TLSConfig(cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("opening ClickHouse sink at %s: %w", cfg.Addr, err)
+		}
+		copts.TLS = tc
 	}
 	conn, err := clickhouse.Open(copts)
 	if err != nil {
 		return nil, fmt.Errorf("opening ClickHouse sink at %s: %w", cfg.Addr, err)
 	}
 	return &ClickHouse{conn: conn, db: cfg.Database, cfg: *cfg, opts: o, tables: map[string]*chTable{}}, nil
+}
+
+// TLSConfig builds the client TLS configuration of sink.clickhouse.tls: TLS 1.2 or later; the
+// server verified against the CAs of c.CAFile (else the system roots) for c.ServerName (else,
+// as crypto/tls does, the host of the address dialled); the client certificate of c.CertFile and
+// c.KeyFile when given. It reads the files now and fails, naming the file and the model key, when
+// one cannot be read or holds no usable PEM data.
+func TLSConfig(c *cube.ClickHouseTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading sink.clickhouse.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("sink.clickhouse.tls.ca_file %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading the client certificate of sink.clickhouse.tls (cert_file %s, key_file %s): %w", c.CertFile, c.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // Close closes the connections.
@@ -485,8 +554,9 @@ func (t *chTable) checkRows(rows []Row) error {
 // a row; a retried INSERT that had in fact been stored only repeats rows with the same key and
 // version, which FINAL and merges collapse. Write returns nil when every row is stored, and an
 // error when ctx ended first (some INSERTs may have been stored), when a row cannot be stored
-// (wrong window, grouping set or shape, a time outside DateTime; nothing is written) or when the
-// table disagrees with the plan (wrapping ErrClickHouseSchema). Write does not keep rows.
+// (wrong window, grouping set or shape, a time outside DateTime; nothing is written), when the
+// table disagrees with the plan (wrapping ErrClickHouseSchema) or when TLS cannot work as
+// configured (wrapping ErrClickHouseTLS). Write does not keep rows.
 func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
@@ -514,7 +584,7 @@ func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error 
 }
 
 // retry runs fn (each attempt under the attempt timeout) until it succeeds, fails with
-// ErrClickHouseSchema, or ctx ends.
+// ErrClickHouseSchema or a TLS error that retrying cannot fix (tlsProblem), or ctx ends.
 func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	wait := c.opts.minBackoff
 	for attempt := 1; ; attempt++ {
@@ -526,6 +596,9 @@ func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Con
 		}
 		if errors.Is(err, ErrClickHouseSchema) {
 			return err
+		}
+		if hint := tlsProblem(err); hint != "" {
+			return fmt.Errorf("%s: %w: %s: %w", what, ErrClickHouseTLS, hint, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: gave up after %d attempts as the context ended (%w): %w", what, attempt, ctx.Err(), err)
