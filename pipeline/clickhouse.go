@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cubed-olap/cubed/sink"
 )
 
@@ -42,7 +44,23 @@ func (c *cubeRun) openClickHouse() error {
 		return err
 	}
 	c.ch = &chSink{ch: ch, table: table, buf: ch.NewBuffer(table)}
+	buf := c.ch.buf
+	if err := c.s.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cubed_sink_buffered_rows", Help: "Result rows emitted but not yet stored in ClickHouse.",
+		ConstLabels: prometheus.Labels{"cube": c.name},
+	}, func() float64 { return float64(buf.Len()) })); err != nil {
+		c.s.log.Warn("registering cubed_sink_buffered_rows", "cube", c.name, "err", err)
+	}
 	return nil
+}
+
+// chBuffered is the number of rows the ClickHouse buffer holds (0 without a ClickHouse sink);
+// any goroutine may call it.
+func (c *cubeRun) chBuffered() int {
+	if c.ch == nil {
+		return 0
+	}
+	return c.ch.buf.Len()
 }
 
 // toClickHouse hands the pending rows to the ClickHouse buffer, which writes when it is due, or

@@ -133,6 +133,9 @@ type CubeStatus struct {
 	// Dictionaries are the sizes of the cube's dictionary namespaces, refreshed with Nodes.
 	Dictionaries []DictionaryStatus `json:"dictionaries"`
 	SinkError    string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
+	// SinkBufferedRows are result rows emitted but not yet stored in ClickHouse (0 without a
+	// ClickHouse sink); while ClickHouse is down they stay flat, as the cube stops consuming.
+	SinkBufferedRows int `json:"sink_buffered_rows"`
 }
 
 // PartitionStatus is one source partition's progress.
@@ -551,7 +554,7 @@ func (c *cubeRun) status() CubeStatus {
 		EmittedRows: c.st.rows, Partitions: append([]PartitionStatus{}, c.st.parts...),
 		Instances: c.st.stats.Instances, PeakOpen: c.st.peakOpen, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
 		MemoryLimit: c.memLimit, EvictedBlocks: c.st.stats.EvictedBlocks,
-		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
+		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr, SinkBufferedRows: c.chBuffered(),
 		Checkpoints: append([]CheckpointStatus{}, c.ck.history...),
 		Nodes:       append([]NodeStatus{}, c.st.nodes...), Dictionaries: append([]DictionaryStatus{}, c.st.dicts...),
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -844,13 +845,14 @@ func ceilDiv1000(ms int64) int64 {
 // holds the batch size (WithClickHouseBatchRows) or its oldest row is the flush interval old
 // (WithClickHouseFlushInterval), near one INSERT per second as ClickHouse advises. It is bounded:
 // Add blocks in Write while the buffer is due and ClickHouse is down. It is not safe for
-// concurrent use.
+// concurrent use, except Len.
 type ClickHouseBuffer struct {
 	c      *ClickHouse
 	table  string
 	rows   []Row
 	vals   []float64 // arena of the rows' Values
 	oldest time.Time
+	n      atomic.Int64 // len(rows), for Len from other goroutines
 }
 
 // NewBuffer returns an empty buffer for table (defined with Define).
@@ -858,8 +860,10 @@ func (c *ClickHouse) NewBuffer(table string) *ClickHouseBuffer {
 	return &ClickHouseBuffer{c: c, table: table}
 }
 
-// Len is the number of buffered rows.
-func (b *ClickHouseBuffer) Len() int { return len(b.rows) }
+// Len is the number of buffered rows (not yet known to be stored). It is safe to call from any
+// goroutine, also while Add or Flush blocks in a write: a status page shows what a ClickHouse
+// outage holds back.
+func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 
 // Add copies rows into the buffer (the caller keeps ownership of rows) and, when the buffer is
 // due at now, writes it (see Write; it blocks until written or ctx ends). Call it with no rows to
@@ -876,6 +880,7 @@ func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) e
 		r.Dims = slices.Clone(r.Dims)
 		b.rows = append(b.rows, r)
 	}
+	b.n.Store(int64(len(b.rows)))
 	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.oldest) >= b.c.opts.flushInterval) {
 		return b.Flush(ctx)
 	}
@@ -892,5 +897,6 @@ func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
 	}
 	clear(b.rows)
 	b.rows, b.vals = b.rows[:0], b.vals[:0]
+	b.n.Store(0)
 	return nil
 }
