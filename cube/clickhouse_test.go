@@ -51,6 +51,9 @@ cubes:
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("sink.clickhouse = %+v, want %+v", got, tc.want)
 			}
+			if m.Cubes[0].Sink.NoEmbedded {
+				t.Error("sink.embedded is off without `embedded: false`")
+			}
 			w := m.Cubes[0].Windows
 			if w[0].Label() != "day" || w[1].Label() != "day/1h" {
 				t.Errorf("window labels %q, %q; want day, day/1h", w[0].Label(), w[1].Label())
@@ -87,5 +90,24 @@ cubes:
 	}
 	if !strings.HasPrefix(got.CAFile, "/") {
 		t.Errorf("ca_file %q is not absolute", got.CAFile)
+	}
+}
+
+// TestEmbeddedOff: `embedded: false` next to sink.clickhouse turns the embedded result store off.
+func TestEmbeddedOff(t *testing.T) {
+	m, diags := Parse("m.yaml", []byte(`version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink: {embedded: false, clickhouse: {}}
+`))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	if s := m.Cubes[0].Sink; !s.NoEmbedded || s.ClickHouse == nil {
+		t.Errorf("sink = %+v, want NoEmbedded and a ClickHouse sink", s)
 	}
 }

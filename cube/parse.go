@@ -247,7 +247,7 @@ var (
 	dimensionSchema  = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
 	measureSchema    = &schema{where: "measure", keys: []string{"name", "type", "field", "days", "cohort"}, required: []string{"name", "type"}}
 	windowSchema     = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
-	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "clickhouse"}}
+	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "embedded", "clickhouse"}}
 	clickhouseSchema = &schema{where: "sink.clickhouse",
 		keys: []string{"addr", "database", "table", "username", "password", "password_env", "tls", "create_tables"}}
 	clickhouseTLSSchema = &schema{where: "sink.clickhouse.tls",
@@ -419,6 +419,17 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 			}
 			if ch := sm.get("clickhouse"); ch != nil {
 				d.clickhouse(ch, c)
+			}
+			if e := sm.get("embedded"); e != nil {
+				if on, ok := d.boolean(e, "sink.embedded"); ok && !on {
+					c.Sink.NoEmbedded = true
+					switch {
+					case sm.get("clickhouse") == nil:
+						d.errorf(e, "sink.embedded is false but there is no sink.clickhouse: the results would go nowhere")
+					case sm.get("retention") != nil:
+						d.errorf(e, "sink.retention applies to the embedded store, which sink.embedded: false turns off")
+					}
+				}
 			}
 		}
 	}

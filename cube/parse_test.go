@@ -366,7 +366,7 @@ cubes:
     measures: [{name: pv, type: count}]
     windows: [{granularity: day}]
     sink: {tabel: x}
-`, `8:12: unknown key "tabel" in sink (valid: table, retention, clickhouse)`},
+`, `8:12: unknown key "tabel" in sink (valid: table, retention, embedded, clickhouse)`},
 		{"clickhouse reserved column", `version: 1
 cubes:
   - name: c
@@ -398,6 +398,24 @@ cubes:
     sink:
       clickhouse: {tls: maybe}
 `, `9:25: sink.clickhouse.tls must be true, false or a mapping (keys: ca_file, cert_file, key_file, server_name, insecure_skip_verify), got the scalar "maybe"`},
+		{"embedded off without clickhouse", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink: {embedded: false}
+`, `8:22: sink.embedded is false but there is no sink.clickhouse: the results would go nowhere`},
+		{"embedded off with retention", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink: {retention: 7d, embedded: false, clickhouse: {}}
+`, `8:37: sink.retention applies to the embedded store, which sink.embedded: false turns off`},
 		{"clickhouse tls key typo", `version: 1
 cubes:
   - name: c

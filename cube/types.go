@@ -227,17 +227,21 @@ type Window struct {
 	EmitEvery time.Duration
 }
 
-// Sink says where results go: always the embedded store, and also ClickHouse when ClickHouse is
-// set.
+// Sink says where results go: the embedded store by default, also ClickHouse when ClickHouse is
+// set, or ClickHouse alone (`embedded: false`). The query API reads the embedded store when the
+// cube has one, else ClickHouse.
 type Sink struct {
-	// Table defaults to the cube name.
+	// Table is the embedded store's table; it defaults to the cube name.
 	Table string
-	// Retention, when > 0, deletes result rows whose window ended more than this long before
-	// the cube's watermark (default 0: keep forever).
+	// Retention, when > 0, deletes embedded result rows whose window ended more than this long
+	// before the cube's watermark (default 0: keep forever).
 	Retention time.Duration
-	// ClickHouse, when set, also writes every result row to a ClickHouse table (and the query
-	// API reads that table).
+	// ClickHouse, when set, also writes every result row to a ClickHouse table.
 	ClickHouse *ClickHouseSink
+	// NoEmbedded is `embedded: false`: no embedded result store, every result row goes to
+	// ClickHouse only, which the query API then reads (the pipeline's state and checkpoints stay
+	// in the data dir). It requires ClickHouse and excludes Retention.
+	NoEmbedded bool
 }
 
 // ClickHouseSink is a ClickHouse table that receives a cube's result rows (one table per cube,

@@ -12,8 +12,9 @@ import (
 
 // chSink is one cube's ClickHouse sink: every row the cube emits is also written to its
 // ClickHouse table, in batches (sink.ClickHouseBuffer: about one INSERT per second), and the
-// query API reads that table. While ClickHouse is down the cube's loop blocks in the write, so a
-// Kafka cube stops polling (backpressure) and the buffer stays bounded by the batch size; the
+// query API reads that table when the cube has no embedded store (sink.embedded false). While
+// ClickHouse is down the cube's loop blocks in the write, so a Kafka cube stops polling
+// (backpressure) and the buffer holds what was emitted before (about one flush interval); the
 // failure shows as the cube's sink_error in /api/v1/status.
 type chSink struct {
 	ch    *sink.ClickHouse

@@ -465,15 +465,16 @@ func (c *cubeRun) applyRetention(now time.Time) {
 	}
 }
 
-// flush writes pending rows to the embedded store, retrying with backoff until it succeeds or
-// ctx ends (rows are never dropped).
+// flush writes pending rows to the embedded store (unless the cube has none: sink.embedded
+// false), retrying with backoff until it succeeds or ctx ends (rows are never dropped).
 func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 	if len(c.pending) > 0 {
-		if len(c.pending) >= sink.IngestMinRows {
+		embedded := !c.plan.Cube.Sink.NoEmbedded
+		if embedded && len(c.pending) >= sink.IngestMinRows {
 			c.sortPending()
 		}
 		backoff := 100 * time.Millisecond
-		for {
+		for embedded {
 			err := c.s.store.Write(c.table, c.pending)
 			if err == nil {
 				break

@@ -48,14 +48,19 @@ import (
 // package) and on current releases; 18.16 has no server-side query parameters, so request values
 // are bound by clickhouse-go's client-side binding (positional ?, quoted and escaped by the
 // driver) and identifiers are checked against [A-Za-z_][A-Za-z0-9_]* and back-quoted.
+//
+// Connections use the native protocol with LZ4 compression, in plain text or, with
+// sink.clickhouse.tls, TLS 1.2+ to the server's secure native port (TLSConfig: a private CA,
+// the name to verify, a client certificate). A certificate that does not verify is an error that
+// retrying cannot fix (ErrClickHouseTLS); a server that is down is retried until it is back.
 
 // Defaults of a ClickHouse sink.
 const (
 	// DefaultClickHouseBatchRows is the most rows of one INSERT and the size at which a
 	// ClickHouseBuffer writes.
 	DefaultClickHouseBatchRows = 100_000
-	// DefaultClickHouseFlushInterval is the age of its oldest row at which a ClickHouseBuffer
-	// writes: about one INSERT per second, as ClickHouse advises.
+	// DefaultClickHouseFlushInterval is the least time between the writes of a
+	// ClickHouseBuffer: about one INSERT per second, as ClickHouse advises.
 	DefaultClickHouseFlushInterval = time.Second
 )
 
@@ -165,8 +170,8 @@ func WithClickHouseBatchRows(n int) ClickHouseOption {
 	return func(o *chOptions) { o.batchRows = max(n, 1) }
 }
 
-// WithClickHouseFlushInterval sets the age of its oldest row at which a ClickHouseBuffer writes.
-// This overrides the default of DefaultClickHouseFlushInterval (1s).
+// WithClickHouseFlushInterval sets the least time between the writes of a ClickHouseBuffer (rows
+// added sooner wait for it). This overrides the default of DefaultClickHouseFlushInterval (1s).
 func WithClickHouseFlushInterval(d time.Duration) ClickHouseOption {
 	return func(o *chOptions) { o.flushInterval = d }
 }
@@ -842,17 +847,19 @@ func ceilDiv1000(ms int64) int64 {
 }
 
 // ClickHouseBuffer collects the rows of one table and writes them with Write in batches: when it
-// holds the batch size (WithClickHouseBatchRows) or its oldest row is the flush interval old
-// (WithClickHouseFlushInterval), near one INSERT per second as ClickHouse advises. It is bounded:
-// Add blocks in Write while the buffer is due and ClickHouse is down. It is not safe for
-// concurrent use, except Len.
+// holds the batch size (WithClickHouseBatchRows), or at the first Add once the flush interval
+// (WithClickHouseFlushInterval) has passed since its last write: at most about one INSERT per
+// second, as ClickHouse advises, while rows that come at most that often (an early fire every
+// second) are written as they come rather than an interval later. It is bounded: Add blocks in
+// Write while the buffer is due and ClickHouse is down. It is not safe for concurrent use,
+// except Len.
 type ClickHouseBuffer struct {
-	c      *ClickHouse
-	table  string
-	rows   []Row
-	vals   []float64 // arena of the rows' Values
-	oldest time.Time
-	n      atomic.Int64 // len(rows), for Len from other goroutines
+	c     *ClickHouse
+	table string
+	rows  []Row
+	vals  []float64    // arena of the rows' Values
+	last  time.Time    // when the last write began (the now of its Add, or Flush's clock)
+	n     atomic.Int64 // len(rows), for Len from other goroutines
 }
 
 // NewBuffer returns an empty buffer for table (defined with Define).
@@ -869,9 +876,6 @@ func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 // due at now, writes it (see Write; it blocks until written or ctx ends). Call it with no rows to
 // write a buffer that became due with time.
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
-	if len(rows) > 0 && len(b.rows) == 0 {
-		b.oldest = now
-	}
 	for i := range rows {
 		r := rows[i]
 		v0 := len(b.vals)
@@ -881,17 +885,20 @@ func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) e
 		b.rows = append(b.rows, r)
 	}
 	b.n.Store(int64(len(b.rows)))
-	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.oldest) >= b.c.opts.flushInterval) {
-		return b.Flush(ctx)
+	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.last) >= b.c.opts.flushInterval) {
+		return b.flush(ctx, now)
 	}
 	return nil
 }
 
 // Flush writes every buffered row now (see Write). On error the rows stay buffered.
-func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
+func (b *ClickHouseBuffer) Flush(ctx context.Context) error { return b.flush(ctx, time.Now()) }
+
+func (b *ClickHouseBuffer) flush(ctx context.Context, now time.Time) error {
 	if len(b.rows) == 0 {
 		return nil
 	}
+	b.last = now
 	if err := b.c.Write(ctx, b.table, b.rows); err != nil {
 		return err
 	}

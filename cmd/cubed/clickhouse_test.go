@@ -260,8 +260,8 @@ func checkVersionsAfter(t *testing.T, srv *chtest.Server, tg *chTarget, prev ver
 
 // kafkaClickHouseModel rewrites the model at cfgPath into one cube that reads topic from brokers
 // (CSV columns from header) with a watermark trailing the whole data span (so that no window
-// closes before its last event, whichever partition holds it), early fire every second and a
-// ClickHouse sink writing to table <cube> of db on chAddr.
+// closes before its last event, whichever partition holds it), early fire every second and
+// ClickHouse as its only sink (table <cube> of db on chAddr), which the query API then reads.
 func kafkaClickHouseModel(t *testing.T, cfgPath string, brokers []string, topic string, header []string, res *oResult, chAddr, db string) []byte {
 	t.Helper()
 	return rewriteModel(t, cfgPath, func(c map[string]any) {
@@ -276,7 +276,9 @@ func kafkaClickHouseModel(t *testing.T, cfgPath string, brokers []string, topic 
 		for _, w := range c["windows"].([]any) {
 			w.(map[string]any)["emit_every"] = "1s"
 		}
-		subMap(c, "sink")["clickhouse"] = map[string]any{"addr": chAddr, "database": db, "table": c["name"]}
+		sk := subMap(c, "sink")
+		sk["clickhouse"] = map[string]any{"addr": chAddr, "database": db, "table": c["name"]}
+		sk["embedded"] = false
 	})
 }
 
@@ -400,7 +402,7 @@ type status struct {
 	} `json:"cubes"`
 }
 
-func getStatus(t *testing.T, addr string) status {
+func getStatus(t testing.TB, addr string) status {
 	t.Helper()
 	resp, err := httpClient.Get("http://" + addr + "/api/v1/status")
 	if err != nil {
@@ -417,7 +419,7 @@ func getStatus(t *testing.T, addr string) status {
 }
 
 // gauge reads one unlabelled series of GET /metrics.
-func gauge(t *testing.T, addr, name string) float64 {
+func gauge(t testing.TB, addr, name string) float64 {
 	t.Helper()
 	resp, err := httpClient.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -590,7 +592,7 @@ func TestClickHouseOutageOracle(t *testing.T) {
 
 // producer returns a function that produces lines to topic synchronously, the line with index
 // first+i to partition (first+i) % partitions (as produceLines spreads a file).
-func producer(t *testing.T, brokers []string, topic string, partitions int32) func(lines [][]byte, first int64) {
+func producer(t testing.TB, brokers []string, topic string, partitions int32) func(lines [][]byte, first int64) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
