@@ -6,7 +6,7 @@ HTTP     ?= 127.0.0.1:8080
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
-.PHONY: build run test test-race bench fmt vet lint clean ui test-ui
+.PHONY: build run test test-race bench bench-clickhouse fmt vet lint clean ui test-ui
 
 # The web UI (web/ui): npm ci when package-lock.json changed, vite build when a source changed.
 # The Go binary embeds web/ui/dist (see web/ui.go).
@@ -53,6 +53,13 @@ test-race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./aggregate/ ./pipeline/
 	$(GO) test -run '^$$' -bench . -benchmem ./bitmapstate/ ./dictionary/ ./sink/ ./source/
+
+# End to end with real processes: Kafka (cubed broker) → cubed run → a private clickhouse-server,
+# in events per CPU-second against ../shared/bench/run_peer.sh on the same 2M events, then the
+# event-to-queryable latency at 80% of that throughput (about 3 minutes).
+bench-clickhouse:
+	scripts/ensure-clickhouse.sh
+	$(GO) test -run '^$$' -bench KafkaToClickHouse -benchtime 1x -count 1 -timeout 30m ./cmd/cubed/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -90,8 +90,9 @@ func (g Granularity) withArticle() string {
 }
 
 // LoadFile reads the model file at path and parses it like Parse, with path as the FILE of every
-// diagnostic. A relative source.file.path is resolved against the folder of path and made
-// absolute (as Prometheus resolves the files a config names). The error is only for reading the
+// diagnostic. A relative source.file.path, and the relative files of sink.clickhouse.tls, are
+// resolved against the folder of path and made absolute (as Prometheus resolves the files a
+// config names). The error is only for reading the
 // file; problems in the model are diagnostics.
 func LoadFile(path string) (*Model, []Diagnostic, error) {
 	data, err := os.ReadFile(path)
@@ -110,6 +111,17 @@ func LoadFile(path string) (*Model, []Diagnostic, error) {
 				return nil, nil, fmt.Errorf("resolving source path %q of cube %q against %q: %w", f.Path, c.Name, dir, err)
 			}
 			f.Path = abs
+		}
+		if ch := c.Sink.ClickHouse; ch != nil && ch.TLS != nil {
+			for _, p := range []*string{&ch.TLS.CAFile, &ch.TLS.CertFile, &ch.TLS.KeyFile} {
+				if *p != "" && !filepath.IsAbs(*p) {
+					abs, err := filepath.Abs(filepath.Join(dir, *p))
+					if err != nil {
+						return nil, nil, fmt.Errorf("resolving sink.clickhouse.tls path %q of cube %q against %q: %w", *p, c.Name, dir, err)
+					}
+					*p = abs
+				}
+			}
 		}
 	}
 	return m, nil, nil
@@ -235,9 +247,11 @@ var (
 	dimensionSchema  = &schema{where: "dimension", keys: []string{"name", "field"}, required: []string{"name"}}
 	measureSchema    = &schema{where: "measure", keys: []string{"name", "type", "field", "days", "cohort"}, required: []string{"name", "type"}}
 	windowSchema     = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
-	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "clickhouse"}}
+	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "embedded", "clickhouse"}}
 	clickhouseSchema = &schema{where: "sink.clickhouse",
 		keys: []string{"addr", "database", "table", "username", "password", "password_env", "tls", "create_tables"}}
+	clickhouseTLSSchema = &schema{where: "sink.clickhouse.tls",
+		keys: []string{"ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"}}
 )
 
 // model decodes the root mapping.
@@ -406,6 +420,17 @@ func (d *decoder) cube(n *yaml.Node) (c *Cube, nameNode *yaml.Node) {
 			if ch := sm.get("clickhouse"); ch != nil {
 				d.clickhouse(ch, c)
 			}
+			if e := sm.get("embedded"); e != nil {
+				if on, ok := d.boolean(e, "sink.embedded"); ok && !on {
+					c.Sink.NoEmbedded = true
+					switch {
+					case sm.get("clickhouse") == nil:
+						d.errorf(e, "sink.embedded is false but there is no sink.clickhouse: the results would go nowhere")
+					case sm.get("retention") != nil:
+						d.errorf(e, "sink.retention applies to the embedded store, which sink.embedded: false turns off")
+					}
+				}
+			}
 		}
 	}
 	return c, nameNode
@@ -454,17 +479,13 @@ func (d *decoder) clickhouse(n *yaml.Node, c *Cube) {
 			d.errorf(v, "sink.clickhouse has both password and password_env (give at most one)")
 		}
 	}
-	for _, k := range []struct {
-		key string
-		dst *bool
-	}{{"tls", &ch.TLS}, {"create_tables", &ch.CreateTables}} {
-		if v := m.get(k.key); v != nil {
-			if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool" {
-				*k.dst = v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
-			} else {
-				d.errorf(v, "sink.clickhouse.%s must be true or false, got %s", k.key, kindName(v))
-			}
+	if v := m.get("create_tables"); v != nil {
+		if b, ok := d.boolean(v, "sink.clickhouse.create_tables"); ok {
+			ch.CreateTables = b
 		}
+	}
+	if v := m.get("tls"); v != nil {
+		ch.TLS = d.clickhouseTLS(v)
 	}
 	for _, col := range ClickHouseColumns {
 		if slices.Contains(ReservedNames, col) {
@@ -484,6 +505,60 @@ func (d *decoder) clickhouse(n *yaml.Node, c *Cube) {
 		}
 	}
 	c.Sink.ClickHouse = ch
+}
+
+// boolean reads a YAML boolean scalar.
+func (d *decoder) boolean(n *yaml.Node, what string) (bool, bool) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		return n.Value == "true" || n.Value == "True" || n.Value == "TRUE", true
+	}
+	d.errorf(n, "%s must be true or false, got %s", what, kindName(n))
+	return false, false
+}
+
+// clickhouseTLS decodes sink.clickhouse.tls: true, false, or a mapping (which turns TLS on).
+func (d *decoder) clickhouseTLS(n *yaml.Node) *ClickHouseTLS {
+	if n.Kind != yaml.MappingNode {
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			d.errorf(n, "sink.clickhouse.tls must be true, false or a mapping (keys: %s), got %s",
+				strings.Join(clickhouseTLSSchema.keys, ", "), kindName(n))
+			return nil
+		}
+		if on, _ := d.boolean(n, "sink.clickhouse.tls"); !on {
+			return nil
+		}
+		return &ClickHouseTLS{}
+	}
+	m, ok := d.mapping(n, clickhouseTLSSchema)
+	if !ok {
+		return nil
+	}
+	t := &ClickHouseTLS{}
+	for _, k := range []struct {
+		key string
+		dst *string
+	}{{"ca_file", &t.CAFile}, {"cert_file", &t.CertFile}, {"key_file", &t.KeyFile}, {"server_name", &t.ServerName}} {
+		if v := m.get(k.key); v != nil {
+			if s, ok := d.str(v, "sink.clickhouse.tls."+k.key); ok {
+				if s == "" {
+					d.errorf(v, "sink.clickhouse.tls.%s is empty (leave it out for the default)", k.key)
+				}
+				*k.dst = s
+			}
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		d.errorf(n, "sink.clickhouse.tls needs both cert_file and key_file (the client certificate and its key), or neither")
+	}
+	if v := m.get("insecure_skip_verify"); v != nil {
+		if b, ok := d.boolean(v, "sink.clickhouse.tls.insecure_skip_verify"); ok && b {
+			t.InsecureSkipVerify = true
+			if t.CAFile != "" || t.ServerName != "" {
+				d.errorf(v, "sink.clickhouse.tls.insecure_skip_verify verifies nothing, so ca_file and server_name would be ignored (give one or the other)")
+			}
+		}
+	}
+	return t
 }
 
 // source decodes source.

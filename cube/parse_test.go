@@ -366,7 +366,7 @@ cubes:
     measures: [{name: pv, type: count}]
     windows: [{granularity: day}]
     sink: {tabel: x}
-`, `8:12: unknown key "tabel" in sink (valid: table, retention, clickhouse)`},
+`, `8:12: unknown key "tabel" in sink (valid: table, retention, embedded, clickhouse)`},
 		{"clickhouse reserved column", `version: 1
 cubes:
   - name: c
@@ -397,7 +397,55 @@ cubes:
     windows: [{granularity: day}]
     sink:
       clickhouse: {tls: maybe}
-`, `9:25: sink.clickhouse.tls must be true or false, got the scalar "maybe"`},
+`, `9:25: sink.clickhouse.tls must be true, false or a mapping (keys: ca_file, cert_file, key_file, server_name, insecure_skip_verify), got the scalar "maybe"`},
+		{"embedded off without clickhouse", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink: {embedded: false}
+`, `8:22: sink.embedded is false but there is no sink.clickhouse: the results would go nowhere`},
+		{"embedded off with retention", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink: {retention: 7d, embedded: false, clickhouse: {}}
+`, `8:37: sink.retention applies to the embedded store, which sink.embedded: false turns off`},
+		{"clickhouse tls key typo", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: {ca: x.pem}}
+`, `9:26: unknown key "ca" in sink.clickhouse.tls (valid: ca_file, cert_file, key_file, server_name, insecure_skip_verify)`},
+		{"clickhouse tls cert without key", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: {cert_file: c.pem}}
+`, `9:25: sink.clickhouse.tls needs both cert_file and key_file (the client certificate and its key), or neither`},
+		{"clickhouse tls insecure with ca", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {tls: {ca_file: ca.pem, insecure_skip_verify: true}}
+`, `9:65: sink.clickhouse.tls.insecure_skip_verify verifies nothing, so ca_file and server_name would be ignored (give one or the other)`},
 		{"clickhouse password twice", `version: 1
 cubes:
   - name: c

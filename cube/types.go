@@ -227,17 +227,21 @@ type Window struct {
 	EmitEvery time.Duration
 }
 
-// Sink says where results go: always the embedded store, and also ClickHouse when ClickHouse is
-// set.
+// Sink says where results go: the embedded store by default, also ClickHouse when ClickHouse is
+// set, or ClickHouse alone (`embedded: false`). The query API reads the embedded store when the
+// cube has one, else ClickHouse.
 type Sink struct {
-	// Table defaults to the cube name.
+	// Table is the embedded store's table; it defaults to the cube name.
 	Table string
-	// Retention, when > 0, deletes result rows whose window ended more than this long before
-	// the cube's watermark (default 0: keep forever).
+	// Retention, when > 0, deletes embedded result rows whose window ended more than this long
+	// before the cube's watermark (default 0: keep forever).
 	Retention time.Duration
-	// ClickHouse, when set, also writes every result row to a ClickHouse table (and the query
-	// API reads that table).
+	// ClickHouse, when set, also writes every result row to a ClickHouse table.
 	ClickHouse *ClickHouseSink
+	// NoEmbedded is `embedded: false`: no embedded result store, every result row goes to
+	// ClickHouse only, which the query API then reads (the pipeline's state and checkpoints stay
+	// in the data dir). It requires ClickHouse and excludes Retention.
+	NoEmbedded bool
 }
 
 // ClickHouseSink is a ClickHouse table that receives a cube's result rows (one table per cube,
@@ -256,11 +260,35 @@ type ClickHouseSink struct {
 	// sink connects instead. At most one of the two is set.
 	Password    string
 	PasswordEnv string
-	// TLS connects with TLS (verifying the server's certificate against the system roots).
-	TLS bool
+	// TLS, when set, connects with TLS, to the server's secure native port (tcp_port_secure,
+	// usually 9440). `tls: true` verifies the server against the system roots; a mapping sets
+	// the fields of ClickHouseTLS. Nil (`tls: false`, the default) connects in plain text.
+	TLS *ClickHouseTLS
 	// CreateTables creates the database and the table when missing (default true); when false a
 	// missing table is an error.
 	CreateTables bool
+}
+
+// ClickHouseTLS is sink.clickhouse.tls: how the sink verifies the server and, optionally,
+// proves who it is. The zero value verifies the server's certificate against the system roots
+// for the host of Addr. Relative paths are relative to the model file's folder (LoadFile
+// resolves them); the files are read when the sink opens (sink.OpenClickHouse), not by lint.
+type ClickHouseTLS struct {
+	// CAFile is a PEM file of the certificate authorities that the server's certificate must
+	// chain to (ca_file; default: the system roots). Use it for a private CA or a self-signed
+	// server certificate.
+	CAFile string
+	// CertFile and KeyFile are a PEM client certificate and its private key, presented to a
+	// server that requires client certificates (cert_file, key_file: both or neither).
+	CertFile string
+	KeyFile  string
+	// ServerName is the name the server's certificate must carry (server_name; default: the
+	// host of Addr). Set it when connecting by IP address to a certificate issued for a name.
+	ServerName string
+	// InsecureSkipVerify accepts any server certificate (insecure_skip_verify): the connection
+	// is encrypted but the server is not authenticated, so anyone on the path can read it. For
+	// tests only; it excludes ca_file and server_name.
+	InsecureSkipVerify bool
 }
 
 // DefaultClickHouseAddr is the native-protocol address a ClickHouse sink uses by default.

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cubed-olap/cubed/sink"
 )
 
 // chSink is one cube's ClickHouse sink: every row the cube emits is also written to its
 // ClickHouse table, in batches (sink.ClickHouseBuffer: about one INSERT per second), and the
-// query API reads that table. While ClickHouse is down the cube's loop blocks in the write, so a
-// Kafka cube stops polling (backpressure) and the buffer stays bounded by the batch size; the
+// query API reads that table when the cube has no embedded store (sink.embedded false). While
+// ClickHouse is down the cube's loop blocks in the write, so a Kafka cube stops polling
+// (backpressure) and the buffer holds what was emitted before (about one flush interval); the
 // failure shows as the cube's sink_error in /api/v1/status.
 type chSink struct {
 	ch    *sink.ClickHouse
@@ -42,7 +45,23 @@ func (c *cubeRun) openClickHouse() error {
 		return err
 	}
 	c.ch = &chSink{ch: ch, table: table, buf: ch.NewBuffer(table)}
+	buf := c.ch.buf
+	if err := c.s.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cubed_sink_buffered_rows", Help: "Result rows emitted but not yet stored in ClickHouse.",
+		ConstLabels: prometheus.Labels{"cube": c.name},
+	}, func() float64 { return float64(buf.Len()) })); err != nil {
+		c.s.log.Warn("registering cubed_sink_buffered_rows", "cube", c.name, "err", err)
+	}
 	return nil
+}
+
+// chBuffered is the number of rows the ClickHouse buffer holds (0 without a ClickHouse sink);
+// any goroutine may call it.
+func (c *cubeRun) chBuffered() int {
+	if c.ch == nil {
+		return 0
+	}
+	return c.ch.buf.Len()
 }
 
 // toClickHouse hands the pending rows to the ClickHouse buffer, which writes when it is due, or

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/cubed-olap/cubed/cube"
 	"github.com/cubed-olap/cubed/internal/chtest"
 	"github.com/cubed-olap/cubed/sink"
+	"github.com/cubed-olap/cubed/source"
 )
 
 // sharedData returns the path of a file of ../shared/data, failing (under CI) or skipping when
@@ -143,9 +145,9 @@ func embeddedTotals(t testing.TB, svc *Service, p *cube.Plan) string {
 	return strings.Join(lines, "")
 }
 
-// TestClickHouseReplayWikiticker replays the real wikiticker file with a ClickHouse sink: the
-// table's FINAL contents equal the embedded store's rows, row by row, and the query API (which
-// reads ClickHouse for this cube) answers from them.
+// TestClickHouseReplayWikiticker replays the real wikiticker file with a ClickHouse sink next to
+// the embedded store: the table's FINAL contents equal the embedded store's rows, row by row,
+// and plain SQL totals agree with them and with the file.
 func TestClickHouseReplayWikiticker(t *testing.T) {
 	srv := chtest.Start(t)
 	data := sharedData(t, "wikiticker-2015-09-12.json.gz")
@@ -192,19 +194,6 @@ func TestClickHouseReplayWikiticker(t *testing.T) {
 	}
 	if got := srv.Query("SELECT pv FROM wiki.wikiticker FINAL WHERE grouping_set = 0 AND granularity = 'day/1h' AND window_start = toDateTime('2015-09-12 00:00:00', 'UTC') AND window_end = toDateTime('2015-09-13 00:00:00', 'UTC')"); got != fmt.Sprintf("%d\n", day) {
 		t.Errorf("daily pv of 2015-09-12 in SQL = %q, want %d", got, day)
-	}
-	// The query API's Scan reads ClickHouse and sees the same rows.
-	var viaAPI, viaEmb int
-	for _, gs := range p.GroupingSets {
-		if err := svc.Scan(p.Cube.Name, 1, gs.ID, math.MinInt64, math.MaxInt64, func(*sink.Row) error { viaAPI++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if err := svc.store.Scan(p.Cube.Sink.Table, 1, gs.ID, math.MinInt64, math.MaxInt64, func(*sink.Row) error { viaEmb++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if viaAPI != viaEmb || viaAPI == 0 {
-		t.Errorf("Service.Scan (ClickHouse) saw %d hourly rows, the embedded store has %d", viaAPI, viaEmb)
 	}
 	t.Logf("%d rows equal in ClickHouse and the embedded store", n)
 }
@@ -454,4 +443,217 @@ cubes:
 		t.Log("NOTE: the buffer was empty at stop; the flush at stop was not exercised this time")
 	}
 	t.Logf("%d rows buffered at stop; %d rows equal", buffered, n)
+}
+
+// TestClickHouseTLSModel replays a file into a cube whose sink.clickhouse.tls names its CA,
+// server name and client certificate by paths relative to the model file: the rows reach the
+// server's secure port and equal the embedded store's.
+func TestClickHouseTLSModel(t *testing.T) {
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if err := os.Mkdir(certs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := chtest.NewTLSFiles(t, certs, "ca", "clickhouse.test")
+	srv := chtest.Start(t, chtest.WithTLS(files.ServerCert, files.ServerKey, files.CA))
+	var lines []string
+	for i := range 5000 {
+		lines = append(lines, fmt.Sprintf(`{"ts": %d, "k": "k%d", "u": "u%d"}`, 1442016000000+int64(i)*1000, i%7, i%300))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ev.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel := func(p string) string { return filepath.Join("certs", filepath.Base(p)) }
+	model := writeModel(t, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: ev
+    source:
+      file: {path: ev.jsonl}
+    event_time: {field: ts, format: unix_ms}
+    dimensions: [{name: k}]
+    measures: [{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]
+    grouping_sets: [[], [k]]
+    windows: [{granularity: minute}, {granularity: hour, step: 10m}]
+    sink:
+      clickhouse:
+        addr: %q
+        database: tls
+        tls: {ca_file: %s, server_name: clickhouse.test, cert_file: %s, key_file: %s}
+`, srv.SecureAddr(), rel(files.CA), rel(files.ClientCert), rel(files.ClientKey)))
+	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := svc.plans[0]
+	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	table, err := ch.Define(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, n := compareStores(t, svc, p, ch, table)
+	if diff != "" {
+		t.Fatal(diff)
+	}
+	if got := srv.Query("SELECT sum(pv) FROM tls.ev FINAL WHERE grouping_set = 0 AND granularity = 'minute'"); got != "5000\n" {
+		t.Errorf("minute pv total in SQL = %q, want 5000", got)
+	}
+	t.Logf("%d rows equal in ClickHouse (over TLS) and the embedded store", n)
+}
+
+// BenchmarkEndToEndClickHouse is BenchmarkEndToEnd with ClickHouse (a private server) as the
+// only sink: the replay of 2M generated events writes every result row to ClickHouse. It
+// reports events per CPU-second of this process and of the server together, and each side's
+// CPU seconds.
+func BenchmarkEndToEndClickHouse(b *testing.B) {
+	const n, users = 2_000_000, 180_000
+	srv := chtest.Start(b)
+	dir := b.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	f, err := os.Create(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / 3600})
+	if _, err := g.WriteLines(f, n); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	model := writeModel(b, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: peer
+    source:
+      file: {path: %q}
+    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
+    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
+    measures:
+      - {name: pv, type: count}
+      - {name: amt, type: sum, field: amount}
+      - {name: uv, type: count_distinct, field: user_id}
+    grouping_sets:
+      - [country, platform, app_version, channel, page]
+      - [country]
+      - [platform, app_version]
+      - [channel]
+      - []
+    windows: [{granularity: minute}]
+    sink:
+      embedded: false
+      clickhouse: {addr: %q, database: bench}
+`, events, srv.Addr()))
+	b.ResetTimer()
+	var cpu, srvCPU float64
+	var rows uint64
+	for i := 0; i < b.N; i++ {
+		srv.Query("DROP TABLE IF EXISTS bench.peer")
+		svc, err := Open(model, Options{DataDir: filepath.Join(dir, fmt.Sprint("data", i)), Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c0, s0 := cpuSeconds(), procCPUSeconds(b, srv.PID())
+		sums, err := svc.Replay(context.Background())
+		cpu += cpuSeconds() - c0
+		srvCPU += procCPUSeconds(b, srv.PID()) - s0
+		if err != nil || len(sums) != 1 || sums[0].Events != n {
+			b.Fatalf("replay: %v %+v", err, sums)
+		}
+		rows += sums[0].Rows
+		svc.Close()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n)*float64(b.N)/(cpu+srvCPU), "events/cpu-s")
+	b.ReportMetric(srvCPU/float64(b.N), "clickhouse-cpu-s")
+	b.ReportMetric(cpu/float64(b.N), "cubed-cpu-s")
+	b.ReportMetric(float64(rows)/float64(b.N), "rows")
+	b.ReportMetric(0, "ns/op")
+}
+
+// procCPUSeconds is the CPU time (user + system) process pid has used, from /proc/PID/stat
+// (fields 14 and 15, in USER_HZ = 100 ticks per second).
+func procCPUSeconds(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	s, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("parsing /proc/%d/stat: %q", pid, raw)
+	}
+	return (u + s) / 100
+}
+
+// TestClickHouseOnly replays a file into a cube whose only sink is ClickHouse (sink.embedded
+// false): the embedded store holds no result row, and Service.Scan (the query API) answers
+// from ClickHouse what a brute-force count over the events gives.
+func TestClickHouseOnly(t *testing.T) {
+	srv := chtest.Start(t)
+	dir := t.TempDir()
+	const n = 3000
+	var lines []string
+	count := map[[2]int64]int{} // (minute start ms, k) → events
+	for i := range n {
+		ts := int64(1442016000000) + int64(i)*700
+		lines = append(lines, fmt.Sprintf(`{"ts": %d, "k": "k%d"}`, ts, i%5))
+		count[[2]int64{ts / 60000 * 60000, int64(i % 5)}]++
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ev.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	model := writeModel(t, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: only
+    source:
+      file: {path: ev.jsonl}
+    event_time: {field: ts, format: unix_ms}
+    dimensions: [{name: k}]
+    measures: [{name: pv, type: count}]
+    grouping_sets: [[k]]
+    windows: [{granularity: minute}]
+    sink:
+      embedded: false
+      clickhouse: {addr: %q, database: only}
+`, srv.Addr()))
+	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := svc.plans[0]
+	gs := p.GroupingSets[0].ID
+	emb := 0
+	if err := svc.store.Scan(p.Cube.Sink.Table, 0, gs, math.MinInt64, math.MaxInt64, func(*sink.Row) error { emb++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if emb != 0 {
+		t.Errorf("the embedded store holds %d result rows; sink.embedded is false", emb)
+	}
+	got := map[[2]int64]int{}
+	if err := svc.Scan("only", 0, gs, math.MinInt64, math.MaxInt64, func(r *sink.Row) error {
+		k, _ := strconv.Atoi(strings.TrimPrefix(r.Dims[0], "k"))
+		got[[2]int64{r.Start, int64(k)}] = int(r.Values[0])
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(count) {
+		t.Errorf("Service.Scan returned %d groups, want %d", len(got), len(count))
+	}
+	for key, want := range count {
+		if got[key] != want {
+			t.Errorf("minute %d k%d: pv %d, want %d", key[0], key[1], got[key], want)
+		}
+	}
 }

@@ -133,6 +133,9 @@ type CubeStatus struct {
 	// Dictionaries are the sizes of the cube's dictionary namespaces, refreshed with Nodes.
 	Dictionaries []DictionaryStatus `json:"dictionaries"`
 	SinkError    string             `json:"sink_error,omitempty"` // the last sink error, empty once a write succeeds
+	// SinkBufferedRows are result rows emitted but not yet stored in ClickHouse (0 without a
+	// ClickHouse sink); while ClickHouse is down they stay flat, as the cube stops consuming.
+	SinkBufferedRows int `json:"sink_buffered_rows"`
 }
 
 // PartitionStatus is one source partition's progress.
@@ -462,15 +465,16 @@ func (c *cubeRun) applyRetention(now time.Time) {
 	}
 }
 
-// flush writes pending rows to the embedded store, retrying with backoff until it succeeds or
-// ctx ends (rows are never dropped).
+// flush writes pending rows to the embedded store (unless the cube has none: sink.embedded
+// false), retrying with backoff until it succeeds or ctx ends (rows are never dropped).
 func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 	if len(c.pending) > 0 {
-		if len(c.pending) >= sink.IngestMinRows {
+		embedded := !c.plan.Cube.Sink.NoEmbedded
+		if embedded && len(c.pending) >= sink.IngestMinRows {
 			c.sortPending()
 		}
 		backoff := 100 * time.Millisecond
-		for {
+		for embedded {
 			err := c.s.store.Write(c.table, c.pending)
 			if err == nil {
 				break
@@ -551,7 +555,7 @@ func (c *cubeRun) status() CubeStatus {
 		EmittedRows: c.st.rows, Partitions: append([]PartitionStatus{}, c.st.parts...),
 		Instances: c.st.stats.Instances, PeakOpen: c.st.peakOpen, Groups: c.st.stats.Groups, StateBytes: c.st.stats.StateBytes,
 		MemoryLimit: c.memLimit, EvictedBlocks: c.st.stats.EvictedBlocks,
-		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr,
+		DeadLetter: c.dl.Path(), SinkError: c.st.sinkErr, SinkBufferedRows: c.chBuffered(),
 		Checkpoints: append([]CheckpointStatus{}, c.ck.history...),
 		Nodes:       append([]NodeStatus{}, c.st.nodes...), Dictionaries: append([]DictionaryStatus{}, c.st.dicts...),
 	}

@@ -246,14 +246,14 @@ func (s *Service) Run(ctx context.Context) error {
 // Plans implements web.Backend.
 func (s *Service) Plans() []*cube.Plan { return s.plans }
 
-// Scan implements web.Backend over the embedded store, or over ClickHouse for a cube with a
-// ClickHouse sink.
+// Scan implements web.Backend over the embedded store, or over ClickHouse for a cube whose
+// only sink is ClickHouse (sink.embedded false).
 func (s *Service) Scan(name string, window int, gs uint16, from, to int64, fn func(r *sink.Row) error) error {
 	c := s.byName[name]
 	if c == nil {
 		return fmt.Errorf("unknown cube %q", name)
 	}
-	if c.ch != nil {
+	if c.ch != nil && c.plan.Cube.Sink.NoEmbedded {
 		return c.scanClickHouse(window, gs, from, to, fn)
 	}
 	return s.store.Scan(c.table, window, gs, from, to, fn)

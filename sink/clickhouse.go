@@ -3,15 +3,18 @@ package sink
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -45,20 +48,59 @@ import (
 // package) and on current releases; 18.16 has no server-side query parameters, so request values
 // are bound by clickhouse-go's client-side binding (positional ?, quoted and escaped by the
 // driver) and identifiers are checked against [A-Za-z_][A-Za-z0-9_]* and back-quoted.
+//
+// Connections use the native protocol with LZ4 compression, in plain text or, with
+// sink.clickhouse.tls, TLS 1.2+ to the server's secure native port (TLSConfig: a private CA,
+// the name to verify, a client certificate). A certificate that does not verify is an error that
+// retrying cannot fix (ErrClickHouseTLS); a server that is down is retried until it is back.
 
 // Defaults of a ClickHouse sink.
 const (
 	// DefaultClickHouseBatchRows is the most rows of one INSERT and the size at which a
 	// ClickHouseBuffer writes.
 	DefaultClickHouseBatchRows = 100_000
-	// DefaultClickHouseFlushInterval is the age of its oldest row at which a ClickHouseBuffer
-	// writes: about one INSERT per second, as ClickHouse advises.
+	// DefaultClickHouseFlushInterval is the least time between the writes of a
+	// ClickHouseBuffer: about one INSERT per second, as ClickHouse advises.
 	DefaultClickHouseFlushInterval = time.Second
 )
 
 // ErrClickHouseSchema is wrapped by the errors about a table whose layout disagrees with the
 // plan (or that is missing while table creation is off); retrying cannot fix them.
 var ErrClickHouseSchema = errors.New("ClickHouse table does not match the cube")
+
+// ErrClickHouseTLS is wrapped by the errors of a TLS connection that cannot work as configured:
+// the server's certificate does not verify (unknown authority, wrong name, expired), the server
+// refuses the client certificate (or its absence), or the port does not speak TLS. Like
+// ErrClickHouseSchema, retrying cannot fix them, so Write returns them at once; the message says
+// which sink.clickhouse.tls setting to look at.
+var ErrClickHouseTLS = errors.New("TLS connection to ClickHouse refused")
+
+// clientCertAlerts are the texts of the TLS alerts (RFC 8446 §6.2) by which a server refuses
+// the client's certificate or its absence; crypto/tls reports a received alert as a
+// *net.OpError with Op "remote error" whose Err prints as "tls: " and the text.
+var clientCertAlerts = []string{"bad certificate", "unsupported certificate", "revoked certificate",
+	"expired certificate", "unknown certificate", "unknown certificate authority", "certificate required"}
+
+// tlsProblem returns a hint for a TLS error that retrying cannot fix, "" for any other error.
+func tlsProblem(err error) string {
+	var verr *tls.CertificateVerificationError
+	var rerr tls.RecordHeaderError
+	var oerr *net.OpError
+	switch {
+	case errors.As(err, &verr):
+		var host x509.HostnameError
+		if errors.As(verr.Err, &host) {
+			return "the server's certificate is not for this host (set sink.clickhouse.tls.server_name to a name it carries)"
+		}
+		return "the server's certificate does not verify (set sink.clickhouse.tls.ca_file to the CA that issued it)"
+	case errors.As(err, &rerr):
+		return "the server did not answer in TLS (is sink.clickhouse.addr its secure native port, tcp_port_secure, usually 9440?)"
+	case errors.As(err, &oerr) && oerr.Op == "remote error" && oerr.Err != nil &&
+		slices.Contains(clientCertAlerts, strings.TrimPrefix(oerr.Err.Error(), "tls: ")):
+		return "the server refused the client certificate (set sink.clickhouse.tls.cert_file and key_file to one it trusts)"
+	}
+	return ""
+}
 
 // ClickHouse writes result rows to, and reads them from, ClickHouse tables over the native
 // protocol (clickhouse-go/v2). It is safe for concurrent use.
@@ -128,8 +170,8 @@ func WithClickHouseBatchRows(n int) ClickHouseOption {
 	return func(o *chOptions) { o.batchRows = max(n, 1) }
 }
 
-// WithClickHouseFlushInterval sets the age of its oldest row at which a ClickHouseBuffer writes.
-// This overrides the default of DefaultClickHouseFlushInterval (1s).
+// WithClickHouseFlushInterval sets the least time between the writes of a ClickHouseBuffer (rows
+// added sooner wait for it). This overrides the default of DefaultClickHouseFlushInterval (1s).
 func WithClickHouseFlushInterval(d time.Duration) ClickHouseOption {
 	return func(o *chOptions) { o.flushInterval = d }
 }
@@ -156,9 +198,10 @@ func WithClickHouseRetryHook(fn func(err error, attempt int, wait time.Duration)
 }
 
 // OpenClickHouse returns a sink for the server, database and credentials of cfg (its Table is
-// ignored: Define declares tables). It does no I/O: the connection is made by the first call
-// that needs it, so a server that is down at start only delays the first write. It fails when
-// cfg.PasswordEnv names an unset environment variable or cfg's identifiers are not plain.
+// ignored: Define declares tables). It does no network I/O: the connection is made by the first
+// call that needs it, so a server that is down at start only delays the first write. It fails when
+// cfg.PasswordEnv names an unset environment variable, cfg's identifiers are not plain, or the
+// files of cfg.TLS cannot be loaded (TLSConfig).
 func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickHouse, error) {
 	o := chOptions{
 		batchRows: DefaultClickHouseBatchRows, flushInterval: DefaultClickHouseFlushInterval,
@@ -190,14 +233,46 @@ func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickH
 		MaxIdleConns: 2,
 		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 	}
-	if cfg.TLS {
-		copts.TLS = &tls.Config{}
+	if cfg.TLS != nil {
+		tc, err := TLSConfig(cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("opening ClickHouse sink at %s: %w", cfg.Addr, err)
+		}
+		copts.TLS = tc
 	}
 	conn, err := clickhouse.Open(copts)
 	if err != nil {
 		return nil, fmt.Errorf("opening ClickHouse sink at %s: %w", cfg.Addr, err)
 	}
 	return &ClickHouse{conn: conn, db: cfg.Database, cfg: *cfg, opts: o, tables: map[string]*chTable{}}, nil
+}
+
+// TLSConfig builds the client TLS configuration of sink.clickhouse.tls: TLS 1.2 or later; the
+// server verified against the CAs of c.CAFile (else the system roots) for c.ServerName (else,
+// as crypto/tls does, the host of the address dialled); the client certificate of c.CertFile and
+// c.KeyFile when given. It reads the files now and fails, naming the file and the model key, when
+// one cannot be read or holds no usable PEM data.
+func TLSConfig(c *cube.ClickHouseTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading sink.clickhouse.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("sink.clickhouse.tls.ca_file %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading the client certificate of sink.clickhouse.tls (cert_file %s, key_file %s): %w", c.CertFile, c.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // Close closes the connections.
@@ -485,8 +560,9 @@ func (t *chTable) checkRows(rows []Row) error {
 // a row; a retried INSERT that had in fact been stored only repeats rows with the same key and
 // version, which FINAL and merges collapse. Write returns nil when every row is stored, and an
 // error when ctx ended first (some INSERTs may have been stored), when a row cannot be stored
-// (wrong window, grouping set or shape, a time outside DateTime; nothing is written) or when the
-// table disagrees with the plan (wrapping ErrClickHouseSchema). Write does not keep rows.
+// (wrong window, grouping set or shape, a time outside DateTime; nothing is written), when the
+// table disagrees with the plan (wrapping ErrClickHouseSchema) or when TLS cannot work as
+// configured (wrapping ErrClickHouseTLS). Write does not keep rows.
 func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
@@ -514,7 +590,7 @@ func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error 
 }
 
 // retry runs fn (each attempt under the attempt timeout) until it succeeds, fails with
-// ErrClickHouseSchema, or ctx ends.
+// ErrClickHouseSchema or a TLS error that retrying cannot fix (tlsProblem), or ctx ends.
 func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	wait := c.opts.minBackoff
 	for attempt := 1; ; attempt++ {
@@ -526,6 +602,9 @@ func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Con
 		}
 		if errors.Is(err, ErrClickHouseSchema) {
 			return err
+		}
+		if hint := tlsProblem(err); hint != "" {
+			return fmt.Errorf("%s: %w: %s: %w", what, ErrClickHouseTLS, hint, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: gave up after %d attempts as the context ended (%w): %w", what, attempt, ctx.Err(), err)
@@ -768,16 +847,19 @@ func ceilDiv1000(ms int64) int64 {
 }
 
 // ClickHouseBuffer collects the rows of one table and writes them with Write in batches: when it
-// holds the batch size (WithClickHouseBatchRows) or its oldest row is the flush interval old
-// (WithClickHouseFlushInterval), near one INSERT per second as ClickHouse advises. It is bounded:
-// Add blocks in Write while the buffer is due and ClickHouse is down. It is not safe for
-// concurrent use.
+// holds the batch size (WithClickHouseBatchRows), or at the first Add once the flush interval
+// (WithClickHouseFlushInterval) has passed since its last write: at most about one INSERT per
+// second, as ClickHouse advises, while rows that come at most that often (an early fire every
+// second) are written as they come rather than an interval later. It is bounded: Add blocks in
+// Write while the buffer is due and ClickHouse is down. It is not safe for concurrent use,
+// except Len.
 type ClickHouseBuffer struct {
-	c      *ClickHouse
-	table  string
-	rows   []Row
-	vals   []float64 // arena of the rows' Values
-	oldest time.Time
+	c     *ClickHouse
+	table string
+	rows  []Row
+	vals  []float64    // arena of the rows' Values
+	last  time.Time    // when the last write began (the now of its Add, or Flush's clock)
+	n     atomic.Int64 // len(rows), for Len from other goroutines
 }
 
 // NewBuffer returns an empty buffer for table (defined with Define).
@@ -785,16 +867,15 @@ func (c *ClickHouse) NewBuffer(table string) *ClickHouseBuffer {
 	return &ClickHouseBuffer{c: c, table: table}
 }
 
-// Len is the number of buffered rows.
-func (b *ClickHouseBuffer) Len() int { return len(b.rows) }
+// Len is the number of buffered rows (not yet known to be stored). It is safe to call from any
+// goroutine, also while Add or Flush blocks in a write: a status page shows what a ClickHouse
+// outage holds back.
+func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 
 // Add copies rows into the buffer (the caller keeps ownership of rows) and, when the buffer is
 // due at now, writes it (see Write; it blocks until written or ctx ends). Call it with no rows to
 // write a buffer that became due with time.
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
-	if len(rows) > 0 && len(b.rows) == 0 {
-		b.oldest = now
-	}
 	for i := range rows {
 		r := rows[i]
 		v0 := len(b.vals)
@@ -803,21 +884,26 @@ func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) e
 		r.Dims = slices.Clone(r.Dims)
 		b.rows = append(b.rows, r)
 	}
-	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.oldest) >= b.c.opts.flushInterval) {
-		return b.Flush(ctx)
+	b.n.Store(int64(len(b.rows)))
+	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.last) >= b.c.opts.flushInterval) {
+		return b.flush(ctx, now)
 	}
 	return nil
 }
 
 // Flush writes every buffered row now (see Write). On error the rows stay buffered.
-func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
+func (b *ClickHouseBuffer) Flush(ctx context.Context) error { return b.flush(ctx, time.Now()) }
+
+func (b *ClickHouseBuffer) flush(ctx context.Context, now time.Time) error {
 	if len(b.rows) == 0 {
 		return nil
 	}
+	b.last = now
 	if err := b.c.Write(ctx, b.table, b.rows); err != nil {
 		return err
 	}
 	clear(b.rows)
 	b.rows, b.vals = b.rows[:0], b.vals[:0]
+	b.n.Store(0)
 	return nil
 }

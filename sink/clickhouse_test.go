@@ -616,3 +616,43 @@ func TestClickHouseRetentionColumns(t *testing.T) {
 		t.Errorf("rate, retained, cohort in SQL: %q", got)
 	}
 }
+
+// TestClickHouseBufferPolicy: a buffer writes its first rows at once, then at most once per
+// flush interval (rows added sooner wait for the next Add after it), and at once when it holds
+// the batch size.
+func TestClickHouseBufferPolicy(t *testing.T) {
+	srv := chtest.Start(t)
+	p := chPlan(t, chModel)
+	c := openCH(t, srv, "cubed_buf", true, sink.WithClickHouseBatchRows(100), sink.WithClickHouseFlushInterval(time.Second))
+	table, err := c.Define(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	var version uint64
+	rows := randomRows(p, rng, 400, &version, []string{"a", "b", "c"})
+	buf := c.NewBuffer(table)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	stored := func() string {
+		return strings.TrimSpace(srv.Query("SELECT count() FROM cubed_buf.edits_results"))
+	}
+	step := func(what string, lo, hi int, at time.Duration, wantBuffered int, wantStored string) {
+		t.Helper()
+		if err := buf.Add(ctx, rows[lo:hi], t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Len() != wantBuffered || stored() != wantStored {
+			t.Errorf("%s: %d rows buffered, %s stored; want %d and %s", what, buf.Len(), stored(), wantBuffered, wantStored)
+		}
+	}
+	step("first rows", 0, 10, 0, 0, "10")
+	step("0.5s later", 10, 30, 500*time.Millisecond, 20, "10")
+	step("0.999s later, nothing new", 30, 30, 999*time.Millisecond, 20, "10")
+	step("1s after the last write", 30, 40, time.Second, 0, "40")
+	step("a full batch 0.1s later", 40, 190, 1100*time.Millisecond, 0, "190")
+	step("then 0.5s later", 190, 200, 1600*time.Millisecond, 10, "190")
+	if err := buf.Flush(ctx); err != nil || buf.Len() != 0 || stored() != "200" {
+		t.Errorf("Flush: %v; %d buffered, %s stored; want 0 and 200", err, buf.Len(), stored())
+	}
+}

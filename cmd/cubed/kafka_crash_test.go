@@ -18,7 +18,14 @@ import (
 
 // startBroker runs `cubed broker` (kfake with its log in dir) on port as its own process and
 // returns its address and a stop function (SIGKILL).
-func startBroker(t *testing.T, dir string, port int, topics string) (string, func()) {
+func startBroker(t testing.TB, dir string, port int, topics string) (string, func()) {
+	t.Helper()
+	addr, _, stop := startBrokerCmd(t, dir, port, topics)
+	return addr, stop
+}
+
+// startBrokerCmd is startBroker that also returns the broker's process.
+func startBrokerCmd(t testing.TB, dir string, port int, topics string) (string, *exec.Cmd, func()) {
 	t.Helper()
 	cmd := exec.Command(cubedBinary(t), "broker", "--data-dir", dir, "--port", fmt.Sprint(port), "--topics", topics)
 	out, err := cmd.StdoutPipe()
@@ -41,7 +48,7 @@ func startBroker(t *testing.T, dir string, port int, topics string) (string, fun
 		t.Fatalf("broker did not start: %v", err)
 	}
 	addr := strings.TrimSpace(strings.TrimPrefix(line, "broker listening on "))
-	return addr, stop
+	return addr, cmd, stop
 }
 
 // TestKafkaCrash: a Kafka-protocol broker in its own process holds wikiticker and online_retail;

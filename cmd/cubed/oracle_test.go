@@ -405,7 +405,7 @@ type cubedProcess struct {
 }
 
 // startRun starts `cubed run` and stops it (SIGTERM, then SIGKILL after 10 s) when the test ends.
-func startRun(t *testing.T, cfg, dataDir, addr string, extra ...string) *cubedProcess {
+func startRun(t testing.TB, cfg, dataDir, addr string, extra ...string) *cubedProcess {
 	t.Helper()
 	bin := cubedBinary(t)
 	p := &cubedProcess{stderr: &lockedBuffer{}, done: make(chan struct{})}
@@ -432,7 +432,7 @@ func startRun(t *testing.T, cfg, dataDir, addr string, extra ...string) *cubedPr
 }
 
 // waitReady polls GET /-/ready until it answers 200.
-func (p *cubedProcess) waitReady(t *testing.T, addr string, timeout time.Duration) {
+func (p *cubedProcess) waitReady(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -475,7 +475,7 @@ func postQuery(addr string, q []byte) ([]byte, error) {
 }
 
 // metricsByCube reads GET /metrics and returns the value of metric for each cube label.
-func metricsByCube(t *testing.T, addr, metric string) map[string]float64 {
+func metricsByCube(t testing.TB, addr, metric string) map[string]float64 {
 	t.Helper()
 	resp, err := httpClient.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -18,13 +18,33 @@ import (
 	"time"
 )
 
-// Server is one private clickhouse-server process (restartable on the same folder and port).
+// Server is one private clickhouse-server process (restartable on the same folder and ports).
 type Server struct {
 	t    testing.TB
 	dir  string
 	port int
+	tls  *tlsConfig // nil: no secure port
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
+}
+
+// tlsConfig is the secure native port of a server started WithTLS.
+type tlsConfig struct {
+	port                      int
+	certFile, keyFile, caFile string
+}
+
+// Option configures Start.
+type Option func(*Server)
+
+// WithTLS also opens the secure native port (tcp_port_secure, see SecureAddr) with the PEM
+// server certificate certFile and its key keyFile (openSSL.server of 18.16's config.xml, with no
+// Diffie-Hellman parameters file). With clientCAFile set, the port requires a client
+// certificate issued by that CA (verificationMode strict); otherwise it asks for none.
+func WithTLS(certFile, keyFile, clientCAFile string) Option {
+	return func(s *Server) {
+		s.tls = &tlsConfig{port: freePort(s.t), certFile: certFile, keyFile: keyFile, caFile: clientCAFile}
+	}
 }
 
 // Config is the server configuration the Debian package installs; the command line overrides
@@ -57,10 +77,13 @@ func Require(t testing.TB) {
 // Start starts a private server in a temporary folder on a free port and registers its stop
 // (and the folder's removal) with t.Cleanup. It fails the test when the server does not answer
 // within 30 s.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	Require(t)
 	s := &Server{t: t, dir: t.TempDir(), port: freePort(t)}
+	for _, o := range opts {
+		o(s)
+	}
 	s.start()
 	t.Cleanup(func() { s.Stop() })
 	return s
@@ -83,14 +106,42 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 // Port is the native-protocol port.
 func (s *Server) Port() int { return s.port }
 
+// SecureAddr is the TLS native-protocol address, 127.0.0.1:PORT, of a server started WithTLS
+// ("" otherwise).
+func (s *Server) SecureAddr() string {
+	if s.tls == nil {
+		return ""
+	}
+	return "127.0.0.1:" + strconv.Itoa(s.tls.port)
+}
+
+// PID is the process id of the running server (0 when stopped), for reading its CPU time from
+// /proc/PID/stat.
+func (s *Server) PID() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 func (s *Server) start() {
 	s.t.Helper()
 	d := s.dir
-	cmd := exec.Command("clickhouse-server", "--config-file="+Config, "--",
-		"--path="+d+"/data/", "--tmp_path="+d+"/tmp/", "--user_files_path="+d+"/uf/",
-		"--format_schema_path="+d+"/fs/", "--tcp_port="+strconv.Itoa(s.port), "--http_port=0",
+	args := []string{"--config-file=" + Config, "--",
+		"--path=" + d + "/data/", "--tmp_path=" + d + "/tmp/", "--user_files_path=" + d + "/uf/",
+		"--format_schema_path=" + d + "/fs/", "--tcp_port=" + strconv.Itoa(s.port), "--http_port=0",
 		"--interserver_http_port=0", "--listen_host=127.0.0.1",
-		"--logger.log="+d+"/log.txt", "--logger.errorlog="+d+"/err.txt", "--logger.level=warning")
+		"--logger.log=" + d + "/log.txt", "--logger.errorlog=" + d + "/err.txt", "--logger.level=warning"}
+	if c := s.tls; c != nil {
+		args = append(args, "--tcp_port_secure="+strconv.Itoa(c.port),
+			"--openSSL.server.certificateFile="+c.certFile, "--openSSL.server.privateKeyFile="+c.keyFile,
+			"--openSSL.server.dhParamsFile=")
+		if c.caFile != "" {
+			args = append(args, "--openSSL.server.verificationMode=strict", "--openSSL.server.caConfig="+c.caFile,
+				"--openSSL.server.loadDefaultCAFile=false")
+		}
+	}
+	cmd := exec.Command("clickhouse-server", args...)
 	out, err := os.OpenFile(filepath.Join(d, "out.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		s.t.Fatalf("starting clickhouse-server: %v", err)
