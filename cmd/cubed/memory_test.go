@@ -34,20 +34,28 @@ func TestReplayMemoryBudget(t *testing.T) {
 			wait := computeAsync(cubes)
 			dir := filepath.Join(tmp, "data")
 			sums := runReplay(t, cfg, dir, 150*time.Second)
+			var evictions, loads int64
 			for i, res := range wait(t) {
 				s := sums[res.Cube.Name]
 				t.Logf("cube %s: peak state %d bytes (limit %d), %d blocks evicted, %d loaded back, %d dictionary trims",
 					res.Cube.Name, s.PeakStateBytes, limit, s.Evictions, s.BlockLoads, s.DictTrims)
-				// The first cube of a model holds at least twice the budget; a smaller one
-				// (online_retail_weekly) must still evict and load back.
-				if i == 0 && s.PeakStateBytes < 2*limit || s.Evictions == 0 || s.BlockLoads == 0 || s.DictTrims == 0 {
-					t.Errorf("cube %s: peak state %d bytes, %d evictions, %d loads: the budget was not exercised",
-						res.Cube.Name, s.PeakStateBytes, s.Evictions, s.BlockLoads)
+				evictions += s.Evictions
+				loads += s.BlockLoads
+				// The first cube of a model holds at least twice the budget and every cube
+				// outgrows its dictionary cache. Blocks exist only in sets of more than 64 ids,
+				// which a daily cube of online_retail may not hold at any checkpoint, so the
+				// evictions and loads are required per model file.
+				if i == 0 && s.PeakStateBytes < 2*limit || s.DictTrims == 0 {
+					t.Errorf("cube %s: peak state %d bytes, %d dictionary trims: the budget was not exercised",
+						res.Cube.Name, s.PeakStateBytes, s.DictTrims)
 				}
 				if s.Events != res.Events || s.LateEvents != 0 {
 					t.Errorf("cube %s: %d events (%d late), want %d", res.Cube.Name, s.Events, s.LateEvents, res.Events)
 				}
 				checkAgainstOracle(t, res.Cube, res, cfg, dir)
+			}
+			if evictions == 0 || loads == 0 {
+				t.Errorf("%s: %d blocks evicted, %d loaded back: the memory limit was not exercised", rc.name, evictions, loads)
 			}
 		})
 	}
