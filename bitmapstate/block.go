@@ -90,17 +90,7 @@ func (b *block) add(p *Pool, lo uint16) bool {
 		b.toDense(p)
 		return b.add(p, lo)
 	}
-	if n == cap(b.data) {
-		grown := p.get16(n + 1)[:n+1]
-		copy(grown, b.data[:i])
-		copy(grown[i+1:], b.data[i:])
-		p.put16(b.data)
-		b.data = grown
-	} else {
-		b.data = b.data[:n+1]
-		copy(b.data[i+1:], b.data[i:n])
-	}
-	b.data[i] = lo
+	b.data = insertAt(p, b.data, i, lo, (*Pool).get16, (*Pool).put16)
 	b.n++
 	b.flags |= fDirty
 	return true

@@ -1,7 +1,6 @@
 package bitmapstate
 
 import (
-	"fmt"
 	"math/bits"
 	"slices"
 )
@@ -183,26 +182,4 @@ func block3AndLen(x, y, z *block) uint64 {
 		}
 	}
 	return n
-}
-
-// LoadAll makes every evicted block of the set resident, reading each through load (which
-// returns the encoding FlushDirty wrote), as before the set leaves the store's keys behind.
-func (s *Set) LoadAll(p *Pool, load func(key uint16) ([]byte, error)) error {
-	if !s.HasEvicted() {
-		return nil
-	}
-	for i := range s.dir {
-		if s.dir[i].flags&fEvicted == 0 {
-			continue
-		}
-		enc, err := load(s.dir[i].key)
-		if err != nil {
-			return fmt.Errorf("loading block %d: %w", s.dir[i].key, err)
-		}
-		if err := s.dir[i].load(p, enc); err != nil {
-			return err
-		}
-		s.inl[0]--
-	}
-	return nil
 }

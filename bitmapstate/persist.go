@@ -73,12 +73,7 @@ func (s *Set) AttachBlock(p *Pool, key uint16, enc []byte, load bool) error {
 		b.n, b.flags = n, fEvicted
 		s.inl[0]++
 	}
-	if len(s.dir) == cap(s.dir) {
-		grown := append(p.getDir(len(s.dir)+1), s.dir...)
-		p.putDir(s.dir)
-		s.dir = grown
-	}
-	s.dir = append(s.dir, b)
+	s.dir = insertAt(p, s.dir, len(s.dir), b, (*Pool).getDir, (*Pool).putDir)
 	return nil
 }
 
@@ -141,18 +136,43 @@ func (s *Set) LoadMissing(p *Pool, ids []uint32, load func(key uint16) ([]byte, 
 		if !found || s.dir[i].flags&fEvicted == 0 {
 			continue
 		}
-		enc, err := load(s.dir[i].key)
-		if err != nil {
-			return fmt.Errorf("loading block %d: %w", s.dir[i].key, err)
-		}
-		if err := s.dir[i].load(p, enc); err != nil {
+		if err := s.loadBlock(p, i, load); err != nil {
 			return err
 		}
-		s.inl[0]--
 		if s.inl[0] == 0 {
 			return nil
 		}
 	}
+	return nil
+}
+
+// LoadAll makes every evicted block of the set resident, reading each through load (which
+// returns the encoding FlushDirty wrote), as before the set leaves the store's keys behind.
+func (s *Set) LoadAll(p *Pool, load func(key uint16) ([]byte, error)) error {
+	if !s.HasEvicted() {
+		return nil
+	}
+	for i := range s.dir {
+		if s.dir[i].flags&fEvicted == 0 {
+			continue
+		}
+		if err := s.loadBlock(p, i, load); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadBlock makes the evicted block dir[i] resident, reading it through load.
+func (s *Set) loadBlock(p *Pool, i int, load func(key uint16) ([]byte, error)) error {
+	enc, err := load(s.dir[i].key)
+	if err != nil {
+		return fmt.Errorf("loading block %d: %w", s.dir[i].key, err)
+	}
+	if err := s.dir[i].load(p, enc); err != nil {
+		return err
+	}
+	s.inl[0]--
 	return nil
 }
 

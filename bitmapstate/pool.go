@@ -150,3 +150,21 @@ func (p *Pool) putDir(s []block) {
 		putSlice(p, &p.dirs, s)
 	}
 }
+
+// insertAt inserts x at index i (≤ len(s)) of s, which the set's arrays grow by: when s is full
+// it moves to an array of the next size class from get, and the old one goes back through put.
+func insertAt[T any](p *Pool, s []T, i int, x T, get func(*Pool, int) []T, put func(*Pool, []T)) []T {
+	n := len(s)
+	if n == cap(s) {
+		grown := get(p, n+1)[:n+1]
+		copy(grown, s[:i])
+		copy(grown[i+1:], s[i:])
+		put(p, s)
+		grown[i] = x
+		return grown
+	}
+	s = s[:n+1]
+	copy(s[i+1:], s[i:n])
+	s[i] = x
+	return s
+}

@@ -81,17 +81,7 @@ func (s *Set) AddWith(p *Pool, x uint32) bool {
 	}
 	n := len(s.ext)
 	if n < SmallMax {
-		if n == cap(s.ext) {
-			grown := p.get32(n + 1)[:n+1]
-			copy(grown, s.ext[:i])
-			copy(grown[i+1:], s.ext[i:])
-			p.put32(s.ext)
-			s.ext = grown
-		} else {
-			s.ext = s.ext[:n+1]
-			copy(s.ext[i+1:], s.ext[i:n])
-		}
-		s.ext[i] = x
+		s.ext = insertAt(p, s.ext, i, x, (*Pool).get32, (*Pool).put32)
 		s.n++
 		return true
 	}
@@ -133,18 +123,7 @@ func (s *Set) blockFor(p *Pool, key uint16) int {
 	if found {
 		return i
 	}
-	n := len(s.dir)
-	if n == cap(s.dir) {
-		grown := p.getDir(n + 1)[:n+1]
-		copy(grown, s.dir[:i])
-		copy(grown[i+1:], s.dir[i:])
-		p.putDir(s.dir)
-		s.dir = grown
-	} else {
-		s.dir = s.dir[:n+1]
-		copy(s.dir[i+1:], s.dir[i:n])
-	}
-	s.dir[i] = block{key: key, flags: fDirty, data: p.get16(4)}
+	s.dir = insertAt(p, s.dir, i, block{key: key, flags: fDirty, data: p.get16(4)}, (*Pool).getDir, (*Pool).putDir)
 	return i
 }
 
