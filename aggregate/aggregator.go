@@ -134,7 +134,6 @@ type Aggregator struct {
 	errMu       sync.Mutex
 	err         error
 	restoring   restoreState
-	ckBlocks    int // blocks written by checkpoints
 	evictions   int // blocks evicted
 	loads       atomic.Int64
 

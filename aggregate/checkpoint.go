@@ -123,7 +123,6 @@ func (a *Aggregator) WriteCheckpoint(prefix []byte, w StateWriter) (groups int, 
 						key = append(key, byte(f), 0, 0)
 						val, err = set.FlushDirty(val, func(bk uint16, enc []byte) error {
 							binary.BigEndian.PutUint16(key[gk+1:], bk)
-							a.ckBlocks++
 							return w.Set(key, enc)
 						})
 						if err != nil {
@@ -150,33 +149,18 @@ func (a *Aggregator) restore(rs *restoreState, key, val []byte) error {
 	if len(key) > 0 && a.ret != nil && key[0] >= keyRetentionDay {
 		return a.ret.restore(key, val)
 	}
-	if len(key) < 10 {
-		return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
+	nd, w, start, block, err := a.parseStateKey(key)
+	if err != nil {
+		return err
 	}
-	ni, w := int(key[0]), int(key[1])
-	start := int64(binary.BigEndian.Uint64(key[2:10]) ^ (1 << 63))
-	nodes := a.nodes()
-	if ni >= len(nodes) || w >= len(a.wins) {
-		return fmt.Errorf("%w: node %d window %d", errBadState, ni, w)
-	}
-	nd := nodes[ni]
-	if len(key) == 10+4*nd.width+3 {
+	if block {
 		return a.restoreBlock(rs, key, val)
-	}
-	if len(key) != 10+4*nd.width {
-		return fmt.Errorf("%w: key of %d bytes for %d dimensions", errBadState, len(key), nd.width)
 	}
 	if err := a.checkRestoredBlocks(rs); err != nil {
 		return err
 	}
-	_, end := instanceBounds(a.wins[w].spec.Granularity, a.wins[w].loc, start)
-	in := a.instanceFor(w, start, end)
-	k := make([]uint32, nd.width+1)
-	k[0] = in.id
-	for i := range nd.width {
-		k[1+i] = binary.BigEndian.Uint32(key[10+4*i:])
-	}
-	h := hashKey(k)
+	in := a.instanceAt(w, start)
+	k, h := groupKey(make([]uint32, 0, nd.width+1), in, key, nd.width)
 	t := nd.shards[shardOf(h, a.n)].table(a, in.id, nd.width)
 	g, fresh := t.keys.findOrInsert(k[1:], h)
 	if !fresh {
@@ -252,6 +236,41 @@ func (a *Aggregator) restore(rs *restoreState, key, val []byte) error {
 		return fmt.Errorf("%w: %d trailing bytes", errBadState, len(b))
 	}
 	return nil
+}
+
+// parseStateKey splits a group or block key written by WriteCheckpoint (without the prefix) into
+// its node, window index and window start, and reports whether it is a block key.
+func (a *Aggregator) parseStateKey(key []byte) (nd *node, w int, start int64, block bool, err error) {
+	if len(key) < 10 {
+		return nil, 0, 0, false, fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
+	}
+	ni, w := int(key[0]), int(key[1])
+	nodes := a.nodes()
+	if ni >= len(nodes) || w >= len(a.wins) {
+		return nil, 0, 0, false, fmt.Errorf("%w: node %d window %d", errBadState, ni, w)
+	}
+	nd = nodes[ni]
+	if len(key) != 10+4*nd.width && len(key) != 10+4*nd.width+3 {
+		return nil, 0, 0, false, fmt.Errorf("%w: key of %d bytes for %d dimensions", errBadState, len(key), nd.width)
+	}
+	start = int64(binary.BigEndian.Uint64(key[2:10]) ^ (1 << 63))
+	return nd, w, start, len(key) == 10+4*nd.width+3, nil
+}
+
+// instanceAt returns the instance of window w starting at start, creating it.
+func (a *Aggregator) instanceAt(w int, start int64) *instance {
+	_, end := instanceBounds(a.wins[w].spec.Granularity, a.wins[w].loc, start)
+	return a.instanceFor(w, start, end)
+}
+
+// groupKey appends to k the key of a state key's group in its tables, [instance id, dims…], and
+// returns it with its hash (which also picks the group's shard).
+func groupKey(k []uint32, in *instance, key []byte, width int) ([]uint32, uint64) {
+	k = append(k, in.id)
+	for i := range width {
+		k = append(k, binary.BigEndian.Uint32(key[10+4*i:]))
+	}
+	return k, hashKey(k)
 }
 
 // restoreState follows Restore through a group and its blocks (which come right after it).

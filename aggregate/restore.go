@@ -1,8 +1,6 @@
 package aggregate
 
 import (
-	"encoding/binary"
-	"fmt"
 	"sync"
 )
 
@@ -11,6 +9,21 @@ import (
 type restoreBatch struct {
 	buf  []byte
 	ents [][4]int32 // key offset, key length, value offset, value length in buf
+}
+
+// add copies one entry into the batch.
+func (b *restoreBatch) add(key, val []byte) {
+	ko := len(b.buf)
+	b.buf = append(b.buf, key...)
+	vo := len(b.buf)
+	b.buf = append(b.buf, val...)
+	b.ents = append(b.ents, [4]int32{int32(ko), int32(len(key)), int32(vo), int32(len(val))})
+}
+
+// entry returns entry i's key and value (aliasing the batch).
+func (b *restoreBatch) entry(i int) (key, val []byte) {
+	e := b.ents[i]
+	return b.buf[e[0] : e[0]+e[1]], b.buf[e[2] : e[2]+e[3]]
 }
 
 const restoreBatchBytes = 256 << 10
@@ -33,9 +46,10 @@ func (a *Aggregator) RestoreParallel(scan func(fn func(key, val []byte) error) e
 			defer wg.Done()
 			rs := &restoreState{share: n}
 			for b := range work[w] {
-				for _, e := range b.ents {
+				for i := range b.ents {
 					if errs[w] == nil {
-						errs[w] = a.restore(rs, b.buf[e[0]:e[0]+e[1]], b.buf[e[2]:e[2]+e[3]])
+						key, val := b.entry(i)
+						errs[w] = a.restore(rs, key, val)
 					}
 				}
 				b.buf, b.ents = b.buf[:0], b.ents[:0]
@@ -54,45 +68,29 @@ func (a *Aggregator) RestoreParallel(scan func(fn func(key, val []byte) error) e
 		work[w] <- cur[w]
 		cur[w] = nil
 	}
-	var last struct {
-		node, window int
-		start        int64
-		in           *instance
+	var last struct { // the instance of the previous key: consecutive keys share it
+		window int
+		start  int64
+		in     *instance
 	}
 	k := make([]uint32, 0, 1+a.nd)
-	nodes := a.nodes()
 	var retention restoreBatch // retention state, restored after the groups (it sorts after them)
 	err := scan(func(key, val []byte) error {
 		if len(key) > 0 && a.ret != nil && key[0] >= keyRetentionDay {
-			ko := len(retention.buf)
-			retention.buf = append(retention.buf, key...)
-			vo := len(retention.buf)
-			retention.buf = append(retention.buf, val...)
-			retention.ents = append(retention.ents, [4]int32{int32(ko), int32(len(key)), int32(vo), int32(len(val))})
+			retention.add(key, val)
 			return nil
 		}
-		if len(key) < 10 {
-			return fmt.Errorf("%w: key of %d bytes", errBadState, len(key))
+		nd, win, start, _, err := a.parseStateKey(key)
+		if err != nil {
+			return err
 		}
-		ni, win := int(key[0]), int(key[1])
-		if ni >= len(nodes) || win >= len(a.wins) {
-			return fmt.Errorf("%w: node %d window %d", errBadState, ni, win)
+		if last.in == nil || last.window != win || last.start != start {
+			last.window, last.start = win, start
+			last.in = a.instanceAt(win, start)
 		}
-		width := nodes[ni].width
-		if len(key) != 10+4*width && len(key) != 10+4*width+3 {
-			return fmt.Errorf("%w: key of %d bytes for %d dimensions", errBadState, len(key), width)
-		}
-		start := int64(binary.BigEndian.Uint64(key[2:10]) ^ (1 << 63))
-		if last.in == nil || last.node != ni || last.window != win || last.start != start {
-			_, end := instanceBounds(a.wins[win].spec.Granularity, a.wins[win].loc, start)
-			last.node, last.window, last.start = ni, win, start
-			last.in = a.instanceFor(win, start, end)
-		}
-		k = append(k[:0], last.in.id)
-		for i := range width {
-			k = append(k, binary.BigEndian.Uint32(key[10+4*i:]))
-		}
-		w := shardOf(hashKey(k), n)
+		var h uint64
+		k, h = groupKey(k[:0], last.in, key, nd.width)
+		w := shardOf(h, n)
 		b := cur[w]
 		if b == nil {
 			select {
@@ -102,11 +100,7 @@ func (a *Aggregator) RestoreParallel(scan func(fn func(key, val []byte) error) e
 			}
 			cur[w] = b
 		}
-		ko := len(b.buf)
-		b.buf = append(b.buf, key...)
-		vo := len(b.buf)
-		b.buf = append(b.buf, val...)
-		b.ents = append(b.ents, [4]int32{int32(ko), int32(len(key)), int32(vo), int32(len(val))})
+		b.add(key, val)
 		if len(b.buf) >= restoreBatchBytes {
 			send(w)
 		}
@@ -127,8 +121,8 @@ func (a *Aggregator) RestoreParallel(scan func(fn func(key, val []byte) error) e
 			return e
 		}
 	}
-	for _, e := range retention.ents {
-		if err := a.ret.restore(retention.buf[e[0]:e[0]+e[1]], retention.buf[e[2]:e[2]+e[3]]); err != nil {
+	for i := range retention.ents {
+		if err := a.ret.restore(retention.entry(i)); err != nil {
 			return err
 		}
 	}

@@ -687,21 +687,9 @@ func (rs *retState) retire(in *instance, nd *node, si int, t *instTable) {
 func (rs *retState) resident(t *instTable, g int32, f int) *bitmapstate.Set {
 	a := rs.a
 	set := &t.sets[int(g)*a.ndf+f]
-	if !set.HasEvicted() {
-		return set
-	}
-	if a.reader == nil {
-		a.fail(fmt.Errorf("distinct set has evicted blocks but no state store"))
-		return nil
-	}
-	err := set.LoadAll(t.setPool, func(bk uint16) ([]byte, error) {
-		key := appendStateKey(nil, a.statePrefix, t.node, t.inst.window, t.inst.start, t.keys.key(g))
-		key = append(key, byte(f), byte(bk>>8), byte(bk))
-		a.loads.Add(1)
-		return a.reader(key)
-	})
-	if err != nil {
-		a.fail(fmt.Errorf("reading evicted state: %w", err))
+	if set.HasEvicted() && !a.readEvicted(t, g, f, func(load func(uint16) ([]byte, error)) error {
+		return set.LoadAll(t.setPool, load)
+	}) {
 		return nil
 	}
 	return set

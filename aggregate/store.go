@@ -41,11 +41,19 @@ func (a *Aggregator) fail(err error) {
 // loadBlocks reads back the evicted blocks of group g's set of field f that hold one of ids, and
 // reports whether it succeeded.
 func (a *Aggregator) loadBlocks(t *instTable, g int32, f int, set *bitmapstate.Set, ids []uint32) bool {
+	return a.readEvicted(t, g, f, func(load func(uint16) ([]byte, error)) error {
+		return set.LoadMissing(t.setPool, ids, load)
+	})
+}
+
+// readEvicted runs fill (a Set's LoadMissing or LoadAll) with the reader of the stored blocks of
+// group g's set of field f in t, and reports whether it succeeded (a failure goes to Err).
+func (a *Aggregator) readEvicted(t *instTable, g int32, f int, fill func(load func(uint16) ([]byte, error)) error) bool {
 	if a.reader == nil {
 		a.fail(fmt.Errorf("distinct set has evicted blocks but no state store"))
 		return false
 	}
-	err := set.LoadMissing(t.setPool, ids, func(bk uint16) ([]byte, error) {
+	err := fill(func(bk uint16) ([]byte, error) {
 		key := appendStateKey(nil, a.statePrefix, t.node, t.inst.window, t.inst.start, t.keys.key(g))
 		key = append(key, byte(f), byte(bk>>8), byte(bk))
 		a.loads.Add(1)
