@@ -24,7 +24,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cubed-olap/cubed/pipeline"
-	"github.com/cubed-olap/cubed/source"
 )
 
 func benchLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -250,32 +249,8 @@ func BenchmarkCheckpointDirtyGroups(b *testing.B) {
 func BenchmarkCheckpointThroughput(b *testing.B) {
 	const n, users = 2_000_000, 180_000
 	dir := b.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	f, err := os.Create(events)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / 3600})
-	if _, err := g.WriteLines(f, n); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
-	model := writeBenchModel(b, dir, fmt.Sprintf(`    source:
-      file: {path: %q}
-    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
-    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
-    measures:
-      - {name: pv, type: count}
-      - {name: amt, type: sum, field: amount}
-      - {name: uv, type: count_distinct, field: user_id}
-    grouping_sets:
-      - [country, platform, app_version, channel, page]
-      - [country]
-      - [platform, app_version]
-      - [channel]
-      - []
-    windows: [{granularity: minute}]
-`, events))
+	events := pipeline.WriteGeneratedEvents(b, dir, n, users, time.Hour)
+	model := writeBenchModel(b, dir, pipeline.PeerCube(events, "", "[{granularity: minute}]"))
 	variants := []struct {
 		name  string
 		every time.Duration

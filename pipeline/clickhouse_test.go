@@ -21,7 +21,6 @@ import (
 	"github.com/cubed-olap/cubed/cube"
 	"github.com/cubed-olap/cubed/internal/chtest"
 	"github.com/cubed-olap/cubed/sink"
-	"github.com/cubed-olap/cubed/source"
 )
 
 // sharedData returns the path of a file of ../shared/data, failing (under CI) or skipping when
@@ -516,38 +515,9 @@ func BenchmarkEndToEndClickHouse(b *testing.B) {
 	const n, users = 2_000_000, 180_000
 	srv := chtest.Start(b)
 	dir := b.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	f, err := os.Create(events)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / 3600})
-	if _, err := g.WriteLines(f, n); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
-	model := writeModel(b, dir, fmt.Sprintf(`version: 1
-cubes:
-  - name: peer
-    source:
-      file: {path: %q}
-    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
-    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
-    measures:
-      - {name: pv, type: count}
-      - {name: amt, type: sum, field: amount}
-      - {name: uv, type: count_distinct, field: user_id}
-    grouping_sets:
-      - [country, platform, app_version, channel, page]
-      - [country]
-      - [platform, app_version]
-      - [channel]
-      - []
-    windows: [{granularity: minute}]
-    sink:
-      embedded: false
-      clickhouse: {addr: %q, database: bench}
-`, events, srv.Addr()))
+	events := writeGeneratedEvents(b, dir, n, users, time.Hour)
+	model := writeModel(b, dir, "version: 1\ncubes:\n  - name: peer\n"+peerCube(events, "", "[{granularity: minute}]")+
+		fmt.Sprintf("    sink:\n      embedded: false\n      clickhouse: {addr: %q, database: bench}\n", srv.Addr()))
 	b.ResetTimer()
 	var cpu, srvCPU float64
 	var rows uint64

@@ -29,6 +29,45 @@ func writeModel(t testing.TB, dir, body string) string {
 	return p
 }
 
+// writeGeneratedEvents writes n generated JSON lines (../shared/bench/gen.go's shape: Zipf users
+// out of users, seed 42) spread over span to DIR/events.jsonl and returns the file's path.
+func writeGeneratedEvents(tb testing.TB, dir string, n, users int, span time.Duration) string {
+	tb.Helper()
+	events := filepath.Join(dir, "events.jsonl")
+	f, err := os.Create(events)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / span.Seconds()})
+	if _, err := g.WriteLines(f, int64(n)); err != nil {
+		tb.Fatal(err)
+	}
+	return events
+}
+
+// peerCube is the body of a cube (the lines after its name) with the peer benchmark's model
+// (../shared/bench/clickhouse_peer.sql): count, sum and exact UV, plus the measure lines extra,
+// over 5 grouping sets of the generated events in the file events, by windows (a YAML list).
+func peerCube(events, extra, windows string) string {
+	return fmt.Sprintf(`    source:
+      file: {path: %q}
+    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
+    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
+    measures:
+      - {name: pv, type: count}
+      - {name: amt, type: sum, field: amount}
+      - {name: uv, type: count_distinct, field: user_id}%s
+    grouping_sets:
+      - [country, platform, app_version, channel, page]
+      - [country]
+      - [platform, app_version]
+      - [channel]
+      - []
+    windows: %s
+`, events, extra, windows)
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // TestIdlePartition: partition 1 delivers one early event and then nothing; partition 0 keeps
@@ -126,35 +165,8 @@ cubes:
 func BenchmarkEndToEnd(b *testing.B) {
 	const n, users = 2_000_000, 180_000
 	dir := b.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	f, err := os.Create(events)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / 3600})
-	if _, err := g.WriteLines(f, n); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
-	model := writeModel(b, dir, fmt.Sprintf(`version: 1
-cubes:
-  - name: peer
-    source:
-      file: {path: %q}
-    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
-    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
-    measures:
-      - {name: pv, type: count}
-      - {name: amt, type: sum, field: amount}
-      - {name: uv, type: count_distinct, field: user_id}
-    grouping_sets:
-      - [country, platform, app_version, channel, page]
-      - [country]
-      - [platform, app_version]
-      - [channel]
-      - []
-    windows: [{granularity: minute}]
-`, events))
+	events := writeGeneratedEvents(b, dir, n, users, time.Hour)
+	model := writeModel(b, dir, "version: 1\ncubes:\n  - name: peer\n"+peerCube(events, "", "[{granularity: minute}]"))
 	b.ResetTimer()
 	var cpu float64
 	var allocs uint64
@@ -186,16 +198,7 @@ cubes:
 func BenchmarkEndToEndGrowth(b *testing.B) {
 	const n, users = 1_000_000, 180_000
 	dir := b.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	f, err := os.Create(events)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := source.NewGenerator(source.GeneratorConfig{Users: users, Seed: 42, Rate: float64(n) / (5 * 86400)})
-	if _, err := g.WriteLines(f, n); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
+	events := writeGeneratedEvents(b, dir, n, users, 5*24*time.Hour)
 	for _, growth := range []bool{false, true} {
 		name, extra := "off", ""
 		if growth {
@@ -205,25 +208,8 @@ func BenchmarkEndToEndGrowth(b *testing.B) {
       - {name: d7_new, type: retention, field: user_id, days: 7, cohort: new}`
 		}
 		b.Run(name, func(b *testing.B) {
-			model := writeModel(b, dir, fmt.Sprintf(`version: 1
-cubes:
-  - name: peer
-    source:
-      file: {path: %q}
-    event_time: {field: event_time, format: "2006-01-02 15:04:05", max_out_of_orderness: 5s}
-    dimensions: [{name: country}, {name: platform}, {name: app_version}, {name: channel}, {name: page}]
-    measures:
-      - {name: pv, type: count}
-      - {name: amt, type: sum, field: amount}
-      - {name: uv, type: count_distinct, field: user_id}%s
-    grouping_sets:
-      - [country, platform, app_version, channel, page]
-      - [country]
-      - [platform, app_version]
-      - [channel]
-      - []
-    windows: [{granularity: day}, {granularity: day, step: 1h}]
-`, events, extra))
+			model := writeModel(b, dir, "version: 1\ncubes:\n  - name: peer\n"+
+				peerCube(events, extra, "[{granularity: day}, {granularity: day, step: 1h}]"))
 			b.ResetTimer()
 			var cpu float64
 			var allocs uint64
