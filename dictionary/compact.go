@@ -56,7 +56,7 @@ const entryBits = 26 // entries per shard < 1<<26, so a namespace holds 4G ids
 type memShard struct {
 	mu    sync.RWMutex
 	slots []uint32 // entry index + 1; 0 is empty; len is a power of two
-	ents  []uint64 // per entry: arena offset << 24 | length
+	ents  []uint64 // per entry: chunk << 41 | position in the chunk (≤ chunkSize) << 24 | length
 	ids   []uint32 // per entry: the global id
 	arena [][]byte // chunks of chunkSize bytes (or one value, when longer)
 	_     [40]byte // keep shards on separate cache lines
@@ -87,10 +87,8 @@ func hashValue(v []byte) uint64 { return xxhash.Sum64(v) }
 // value returns entry e's bytes (aliasing the arena).
 func (sh *memShard) value(e uint32) []byte {
 	ent := sh.ents[e]
-	off, n := ent>>24, int(ent&(1<<24-1))
-	c := sh.arena[off/chunkSize]
-	pos := int(off % chunkSize)
-	return c[pos : pos+n]
+	c, pos, n := ent>>41, int(ent>>24&(1<<17-1)), int(ent&(1<<24-1))
+	return sh.arena[c][pos : pos+n]
 }
 
 // find returns the slot of v (hash h) and its entry index + 1, or 0 when v is absent (the slot is
@@ -115,25 +113,14 @@ func (sh *memShard) store(v []byte) uint64 {
 	}
 	n := len(sh.arena)
 	if n == 0 || len(sh.arena[n-1])+len(v) > chunkSize {
-		// A new chunk; a value longer than a chunk gets one of its own, which takes as many
-		// chunk numbers as it has chunkSize-byte parts so that offsets stay unique.
-		size := max(chunkSize, len(v))
-		sh.arena = append(sh.arena, make([]byte, 0, size))
-		for range (size - 1) / chunkSize {
-			sh.arena = append(sh.arena, nil)
-		}
-		n = len(sh.arena)
-		if size > chunkSize {
-			// The value's chunk is arena[n-1-extra]; address it there.
-			first := n - 1 - (size-1)/chunkSize
-			sh.arena[first] = append(sh.arena[first], v...)
-			return uint64(first*chunkSize)<<24 | uint64(len(v))
-		}
+		// A new chunk (a value longer than a chunk gets one of its own, at position 0).
+		sh.arena = append(sh.arena, make([]byte, 0, max(chunkSize, len(v))))
+		n++
 	}
 	c := &sh.arena[n-1]
-	off := (n-1)*chunkSize + len(*c)
+	pos := len(*c)
 	*c = append(*c, v...)
-	return uint64(off)<<24 | uint64(len(v))
+	return uint64(n-1)<<41 | uint64(pos)<<24 | uint64(len(v))
 }
 
 func (sh *memShard) grow() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -221,4 +222,55 @@ func TestBoundedCache(t *testing.T) {
 		}
 	}
 	t.Logf("%d ids, %d trims, %d bytes in memory now", len(oracle), trims, ns.SizeBytes())
+}
+
+// TestArenaEdges stores values that fill arena chunks exactly, empty values at a full chunk's end
+// and values longer than a chunk, and reads every one back.
+func TestArenaEdges(t *testing.T) {
+	ns := NewMemory().Namespace("edges")
+	var vals []string
+	for i := 0; i < 300; i++ {
+		var v string
+		switch i % 5 {
+		case 0:
+			v = ""
+		case 1:
+			v = strings.Repeat("x", chunkSize/4) + fmt.Sprint(i) // several fill a chunk
+		case 2:
+			v = strings.Repeat("y", chunkSize+i) // its own chunk
+		default:
+			v = fmt.Sprintf("v%d", i)
+		}
+		vals = append(vals, v)
+		ns.ID([]byte(v))
+	}
+	for _, v := range vals {
+		id, ok := ns.Lookup([]byte(v))
+		if !ok {
+			t.Fatalf("value of %d bytes lost", len(v))
+		}
+		if got, _ := ns.Value(id); got != v {
+			t.Fatalf("Value(%d) has %d bytes, want %d", id, len(got), len(v))
+		}
+	}
+}
+
+// TestShardArenaFullChunk stores, in fresh shards, values that fill the first chunk exactly
+// followed by an empty value at its end (position chunkSize, with no chunk after it), and a value
+// longer than a chunk followed by small ones; it reads each back through its entry.
+func TestShardArenaFullChunk(t *testing.T) {
+	for _, vals := range [][]string{
+		{strings.Repeat("a", chunkSize/2), strings.Repeat("b", chunkSize/2), ""},
+		{strings.Repeat("d", 3*chunkSize), "", "e", strings.Repeat("a", chunkSize-1), ""},
+	} {
+		var sh memShard
+		for _, v := range vals {
+			sh.ents = append(sh.ents, sh.store([]byte(v)))
+		}
+		for e, v := range vals {
+			if got := string(sh.value(uint32(e))); got != v {
+				t.Fatalf("entry %d has %d bytes, want %d", e, len(got), len(v))
+			}
+		}
+	}
 }
