@@ -68,6 +68,22 @@ func wikiModel(t testing.TB, source, chAddr, db string, emitEvery string) string
 // compareStores checks that the ClickHouse table holds exactly the embedded store's rows (key,
 // values, version, final flag), read back through a new connection with FINAL, and returns a
 // description of the first difference ("" when equal) and the number of rows.
+// openCubeTable connects to the ClickHouse sink of p's cube and returns it with the cube's table
+// (checked against the plan); the connection closes when the test ends.
+func openCubeTable(t testing.TB, p *cube.Plan) (*sink.ClickHouse, string) {
+	t.Helper()
+	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ch.Close() })
+	table, err := ch.Define(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch, table
+}
+
 func compareStores(t testing.TB, svc *Service, p *cube.Plan, ch *sink.ClickHouse, table string) (string, int) {
 	t.Helper()
 	n := 0
@@ -164,15 +180,7 @@ func TestClickHouseReplayWikiticker(t *testing.T) {
 	}
 	t.Logf("replayed %+v in %s", sum, time.Since(start).Round(time.Millisecond))
 	p := svc.plans[0]
-	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	table, err := ch.Define(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, table := openCubeTable(t, p)
 	diff, n := compareStores(t, svc, p, ch, table)
 	if diff != "" {
 		t.Fatal(diff)
@@ -281,15 +289,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	srv.Restart()
 	waitFor(t, 120*time.Second, "every event consumed", func() bool { return events() == uint64(len(lines)) })
 	p := svc.plans[0]
-	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	table, err := ch.Define(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, table := openCubeTable(t, p)
 	// Every event emitted: the hourly grand totals in the embedded store add up to all events.
 	waitFor(t, 120*time.Second, "every event emitted to the embedded store", func() bool {
 		total := 0
@@ -425,15 +425,7 @@ cubes:
 		t.Fatal(err)
 	}
 	defer svc2.Close()
-	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	table, err := ch.Define(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, table := openCubeTable(t, p)
 	diff, n := compareStores(t, svc2, svc2.plans[0], ch, table)
 	if diff != "" {
 		t.Fatalf("after stop (%d rows were buffered): %s", buffered, diff)
@@ -488,15 +480,7 @@ cubes:
 		t.Fatal(err)
 	}
 	p := svc.plans[0]
-	ch, err := sink.OpenClickHouse(p.Cube.Sink.ClickHouse)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	table, err := ch.Define(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, table := openCubeTable(t, p)
 	diff, n := compareStores(t, svc, p, ch, table)
 	if diff != "" {
 		t.Fatal(diff)
