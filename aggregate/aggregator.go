@@ -236,6 +236,7 @@ func New(p *cube.Plan, opts ...Option) *Aggregator {
 		}
 		a.layer2 = append(a.layer2, a.newNode(i, len(gs.Dims), gs.Project))
 	}
+	a.all = append([]*node{a.layer1}, a.layer2...)
 	for ni, nd := range a.nodes() {
 		for _, sh := range nd.shards {
 			sh.node = ni
@@ -785,9 +786,6 @@ func (t *instTable) openSet(a *Aggregator, r, f int) *bitmapstate.Set {
 
 // nodes returns layer 1 followed by layer 2's nodes.
 func (a *Aggregator) nodes() []*node {
-	if len(a.all) != 1+len(a.layer2) {
-		a.all = append(append(a.all[:0], a.layer1), a.layer2...)
-	}
 	return a.all
 }
 
