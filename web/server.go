@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -63,6 +64,8 @@ func WithMaxBodyBytes(n int64) Option {
 //	GET  /metrics                    Prometheus text exposition
 //	GET  /-/healthy                  200 OK while the process serves
 //	GET  /-/ready                    200 when Backend.Ready(), else 503
+//	GET  /debug/pprof/...            the Go runtime's profiles (net/http/pprof), as Prometheus
+//	                                 and etcd serve them: go tool pprof URL/debug/pprof/profile
 //	GET  /                           the web UI (web/ui, embedded); before it is built, a
 //	                                 placeholder page listing these endpoints
 //	GET  /assets/...                 the web UI's content-hashed files (cached for a year)
@@ -100,6 +103,11 @@ func NewServer(b Backend, reg prometheus.Gatherer, opts ...Option) *Server {
 		}
 		writeText(w, http.StatusServiceUnavailable, "Service Unavailable: the pipeline is not ready")
 	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.handler = mux
 	return s
 }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +176,7 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	start := time.Now()
 	p := startRun(b, cfg, filepath.Join(tmp, "data-backlog"), httpAddr)
 	p.waitReady(b, httpAddr, time.Minute)
+	profiled := profileRun(b, httpAddr)
 	for {
 		seen, err := queryableEvents(httpAddr)
 		if err != nil && strings.Contains(err.Error(), "query answer") {
@@ -197,6 +200,7 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 		b.Errorf("%v late events: the throughput run dropped data", late)
 	}
 	inserted := metricsByCube(b, httpAddr, "cubed_emitted_rows_total")["peer"]
+	<-profiled
 	stopProcess(p)
 	cpu := (cubedCPU + chCPU).Seconds()
 	rate := float64(n) / cpu
@@ -426,4 +430,33 @@ func weightedQuantile(values []float64, weights []int64, q float64) float64 {
 		}
 	}
 	return values[idx[len(idx)-1]]
+}
+
+// profileRun saves a CPU profile of the first 5 s of the cubed process serving httpAddr (its
+// /debug/pprof/profile) to the file named by CUBED_BENCH_CPUPROFILE, when that is set; the
+// returned channel is closed when the profile is written (at once when it is not set).
+func profileRun(b *testing.B, httpAddr string) <-chan struct{} {
+	done := make(chan struct{})
+	path := os.Getenv("CUBED_BENCH_CPUPROFILE")
+	if path == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + httpAddr + "/debug/pprof/profile?seconds=5")
+		if err != nil {
+			b.Errorf("CPU profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(path, raw, 0o644)
+		}
+		if err != nil {
+			b.Errorf("CPU profile: %v", err)
+		}
+	}()
+	return done
 }
