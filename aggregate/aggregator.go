@@ -18,7 +18,11 @@
 //
 // Emission follows Flink's early-fire and final-fire triggers: Emit writes the cumulative value
 // of every group that changed since the last call, Advance closes the windows the watermark has
-// passed and writes their final values.
+// passed and writes what changed since (so the last row written for a key is its final value).
+// A row is not re-sent at close when its value did not change: a result store upserts by key,
+// so it already holds the final value, and a window is known final from the watermark
+// (end + allowed lateness ≤ watermark), not from a flag on each row. For the finest cuboids,
+// where a group holds about one event, re-sending every row at close doubled the rows written.
 package aggregate
 
 import (
@@ -72,8 +76,6 @@ type Row struct {
 	Dims []uint32
 	// Values are the measures in Plan.Measures order; NaN is null.
 	Values []float64
-	// Final is set when the window has closed: the value can no longer change.
-	Final bool
 }
 
 // EmitFunc receives emitted rows.
@@ -790,8 +792,9 @@ func (a *Aggregator) nodes() []*node {
 }
 
 // Advance moves the watermark to wm (Unix ms; it never moves back) and closes every window
-// instance whose end + allowed lateness ≤ wm, emitting every row of its groups to fn once more
-// with Final set (the final fire) and dropping its state. Cumulative slices that can no longer change drop their open id sets.
+// instance whose end + allowed lateness ≤ wm, emitting to fn the rows of its groups that changed
+// since the last emission (the final fire; for a cumulative window also the rows of the steps
+// not reached before, up to the window's last) and dropping its state. Cumulative slices that can no longer change drop their open id sets.
 func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 	if wm <= a.watermark {
 		return
@@ -826,7 +829,7 @@ func (a *Aggregator) Advance(wm int64, fn EmitFunc) {
 			for si, sh := range nd.shards {
 				if t := sh.tables[in.id]; t != nil {
 					if nd.gs >= 0 {
-						a.emitTable(nd, t, true, fn)
+						a.emitTable(nd, t, fn)
 					}
 					if a.ret != nil {
 						a.ret.retire(in, nd, si, t)
@@ -892,7 +895,7 @@ func (a *Aggregator) Emit(w int, fn EmitFunc) {
 			}
 			for _, sh := range nd.shards {
 				if t := sh.tables[in.id]; t != nil {
-					a.emitTable(nd, t, false, fn)
+					a.emitTable(nd, t, fn)
 				}
 			}
 		}
@@ -908,7 +911,7 @@ func sortInstances(ins []*instance) {
 }
 
 // emitTable emits the pending rows of t's groups.
-func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) {
+func (a *Aggregator) emitTable(nd *node, t *instTable, fn EmitFunc) {
 	in := t.inst
 	last := in.lastStep
 	if last < 0 {
@@ -916,7 +919,7 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 	}
 	win := &a.wins[in.window]
 	row := &a.rowScratch
-	row.Window, row.GroupingSet, row.Start, row.Final = in.window, nd.gs, in.start, final
+	row.Window, row.GroupingSet, row.Start = in.window, nd.gs, in.start
 	if cap(row.Values) < len(a.layout.measures) {
 		row.Values = make([]float64, len(a.layout.measures))
 	}
@@ -930,9 +933,6 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 		from := grp.emitted + 1
 		if grp.minDirty < from {
 			from = grp.minDirty
-		}
-		if final {
-			from = 0 // every row again, now marked final
 		}
 		if from > last || grp.head < 0 {
 			return grp.minDirty != noSlice && grp.minDirty > last
@@ -967,7 +967,7 @@ func (a *Aggregator) emitTable(nd *node, t *instTable, final bool, fn EmitFunc) 
 		grp.minDirty = noSlice
 		return false
 	}
-	if last > t.emittedStep || final {
+	if last > t.emittedStep {
 		for g := range t.groups {
 			emitGroup(int32(g))
 		}

@@ -186,20 +186,23 @@ func parseOrNaN(s string) float64 {
 
 // runEvents feeds events in batches, moving the watermark to (max time - ooo) after each batch
 // and early-firing every few batches; it returns the upserted rows (last write wins) and the
-// late event indices.
+// late event indices. Every model it runs has a count as measure 0, so a row is re-sent only
+// with a larger count: it fails on a row re-sent unchanged (the final fire writes only what
+// changed), and on any row emitted after every window has closed.
 func runEvents(t *testing.T, a *Aggregator, p *cube.Plan, evs []tevent, batch int, ooo int64) (map[string][]string, []int) {
 	t.Helper()
 	got := map[string][]string{}
-	final := map[string]bool{}
+	closed := false
 	emit := func(r *Row) {
 		k := rowKey(r)
-		if final[k] {
-			t.Fatalf("row %s emitted after its final emission", k)
+		if closed {
+			t.Fatalf("row %s emitted after every window closed", k)
 		}
-		if r.Final {
-			final[k] = true
+		v := rowValues(r)
+		if prev, ok := got[k]; ok && prev[0] == v[0] {
+			t.Fatalf("row %s re-sent with an unchanged count: %v, before %v", k, v, prev)
 		}
-		got[k] = rowValues(r)
+		got[k] = v
 	}
 	var b Batch
 	var late []int
@@ -225,6 +228,10 @@ func runEvents(t *testing.T, a *Aggregator, p *cube.Plan, evs []tevent, batch in
 	a.Advance(math.MaxInt64, emit)
 	if st := a.Stats(); st.Instances != 0 {
 		t.Fatalf("%d instances left after the final watermark", st.Instances)
+	}
+	closed = true
+	for w := range p.Windows {
+		a.Emit(w, emit)
 	}
 	return got, late
 }

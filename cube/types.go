@@ -295,7 +295,8 @@ type ClickHouseTLS struct {
 const DefaultClickHouseAddr = "127.0.0.1:9000"
 
 // ClickHouseColumns are the columns of a ClickHouse result table besides the dimensions and
-// measures, which must not use these names.
+// measures, which must not use these names ("final" is the column of tables made by earlier
+// versions, still accepted in an existing table, so it stays reserved).
 var ClickHouseColumns = []string{"window_start", "window_end", "granularity", "grouping_set", "version", "final"}
 
 // Diagnostic is one problem found in a model file, printed as FILE:LINE:COL: message.

@@ -110,7 +110,7 @@ func compareStores(t testing.TB, svc *Service, p *cube.Plan, ch *sink.ClickHouse
 			for i := range emb {
 				a, b := &emb[i], &got[i]
 				same := a.Window == b.Window && a.GroupingSet == b.GroupingSet && a.Start == b.Start && a.End == b.End &&
-					a.Version == b.Version && a.Final == b.Final && slices.Equal(a.Dims, b.Dims) &&
+					a.Version == b.Version && slices.Equal(a.Dims, b.Dims) &&
 					slices.EqualFunc(a.Values, b.Values, func(x, y float64) bool { return x == y || math.IsNaN(x) && math.IsNaN(y) })
 				if !same {
 					return fmt.Sprintf("window %d grouping set %d row %d:\n ClickHouse %+v\n   embedded %+v", w, gs.ID, i, *b, *a), n

@@ -417,7 +417,7 @@ func (c *cubeRun) collect(r *aggregate.Row) {
 	c.pending = append(c.pending, sink.Row{
 		Window: r.Window, GroupingSet: gs.ID, Start: r.Start, End: r.End,
 		Dims: c.dimArena[d0:len(c.dimArena):len(c.dimArena)], Values: c.valArena[v0:len(c.valArena):len(c.valArena)],
-		Version: c.version, Final: r.Final,
+		Version: c.version,
 	})
 }
 

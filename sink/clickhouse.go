@@ -37,7 +37,12 @@ import (
 //	                                sum is Float64, min and max are Nullable (NULL: no value), a
 //	                                retention rate is Nullable (NULL: empty cohort)
 //	version       UInt64            Row.Version; the largest version of a key wins
-//	final         UInt8             1 on the row emitted when the window closed
+//
+// A row is written when its value changes (early fire, window close), never again unchanged, so
+// the row of a key with the largest version holds its latest value; a window's rows are final
+// once the cube's watermark (GET /api/v1/status) passes its end plus the allowed lateness.
+// Tables made by earlier versions also have a column final UInt8, once set on rows re-sent at
+// window close; it is accepted, left at its default 0 and never read.
 //
 // ENGINE = ReplacingMergeTree(version), PARTITION BY toYYYYMM(window_start), ORDER BY
 // (grouping_set, granularity, window_start, window_end, dimensions…): the ORDER BY key is the
@@ -147,7 +152,6 @@ const (
 	colFloat
 	colNullFloat
 	colVersion
-	colFinal
 )
 
 // chOptions are the settings ClickHouseOption changes.
@@ -343,7 +347,7 @@ func newTable(db, table string, p *cube.Plan) (*chTable, error) {
 		}
 		t.cols = append(t.cols, col)
 	}
-	t.cols = append(t.cols, chCol{name: "version", typ: "UInt64", kind: colVersion}, chCol{name: "final", typ: "UInt8", kind: colFinal})
+	t.cols = append(t.cols, chCol{name: "version", typ: "UInt64", kind: colVersion})
 	seen := map[string]bool{}
 	names := make([]string, len(t.cols))
 	for i, col := range t.cols {
@@ -513,7 +517,7 @@ func (c *ClickHouse) checkTable(ctx context.Context, table string, t *chTable) e
 		}
 	}
 	for _, name := range order {
-		if !want[name] {
+		if !want[name] && (name != legacyFinalColumn || have[name] != "UInt8") {
 			problems = append(problems, fmt.Sprintf("column %s %s is not in the cube", name, have[name]))
 		}
 	}
@@ -523,6 +527,10 @@ func (c *ClickHouse) checkTable(ctx context.Context, table string, t *chTable) e
 	}
 	return nil
 }
+
+// legacyFinalColumn is the column "final UInt8" of tables made by earlier versions (see the
+// table layout above): accepted in an existing table, never written or read.
+const legacyFinalColumn = "final"
 
 // maxDateTime is the last second a ClickHouse DateTime holds (a UInt32 of Unix seconds).
 const maxDateTime = math.MaxUint32
@@ -700,14 +708,6 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) error {
 				s[i] = rows[i].Version
 			}
 			v = s
-		case colFinal:
-			s := make([]uint8, n)
-			for i := range rows {
-				if rows[i].Final {
-					s[i] = 1
-				}
-			}
-			v = s
 		}
 		if err := b.Column(ci).Append(v); err != nil {
 			return fmt.Errorf("column %s: %w", col.name, err)
@@ -760,7 +760,7 @@ func (c *ClickHouse) Scan(ctx context.Context, table string, window int, gs uint
 			q.WriteString(", " + quote(col.name))
 		}
 	}
-	q.WriteString(", `version`, `final` FROM " + t.name + " FINAL WHERE `grouping_set` = ? AND `granularity` = ?")
+	q.WriteString(", `version` FROM " + t.name + " FINAL WHERE `grouping_set` = ? AND `granularity` = ?")
 	args := []any{gs, t.labels[window]}
 	if fromS > 0 {
 		q.WriteString(" AND `window_start` >= toDateTime(?)")
@@ -782,7 +782,6 @@ func (c *ClickHouse) Scan(ctx context.Context, table string, window int, gs uint
 	var (
 		start, end time.Time
 		version    uint64
-		final      uint8
 		r          Row
 	)
 	dims := make([]string, len(dimNames))
@@ -803,7 +802,7 @@ func (c *ClickHouse) Scan(ctx context.Context, table string, window int, gs uint
 			dest = append(dest, &nulls[i])
 		}
 	}
-	dest = append(dest, &version, &final)
+	dest = append(dest, &version)
 	r.Window, r.GroupingSet = window, gs
 	r.Values = make([]float64, len(measures))
 	for rows.Next() {
@@ -826,7 +825,7 @@ func (c *ClickHouse) Scan(ctx context.Context, table string, window int, gs uint
 				}
 			}
 		}
-		r.Version, r.Final = version, final != 0
+		r.Version = version
 		if err := fn(&r); err != nil {
 			return fmt.Errorf("scanning ClickHouse table %s window %d grouping set %d: %w", t.name, window, gs, err)
 		}
@@ -858,6 +857,7 @@ type ClickHouseBuffer struct {
 	table string
 	rows  []Row
 	vals  []float64    // arena of the rows' Values
+	dims  []string     // arena of the rows' Dims
 	last  time.Time    // when the last write began (the now of its Add, or Flush's clock)
 	n     atomic.Int64 // len(rows), for Len from other goroutines
 }
@@ -878,10 +878,11 @@ func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
 	for i := range rows {
 		r := rows[i]
-		v0 := len(b.vals)
+		v0, d0 := len(b.vals), len(b.dims)
 		b.vals = append(b.vals, r.Values...)
+		b.dims = append(b.dims, r.Dims...)
 		r.Values = b.vals[v0:len(b.vals):len(b.vals)]
-		r.Dims = slices.Clone(r.Dims)
+		r.Dims = b.dims[d0:len(b.dims):len(b.dims)]
 		b.rows = append(b.rows, r)
 	}
 	b.n.Store(int64(len(b.rows)))
@@ -903,7 +904,8 @@ func (b *ClickHouseBuffer) flush(ctx context.Context, now time.Time) error {
 		return err
 	}
 	clear(b.rows)
-	b.rows, b.vals = b.rows[:0], b.vals[:0]
+	clear(b.dims)
+	b.rows, b.vals, b.dims = b.rows[:0], b.vals[:0], b.dims[:0]
 	b.n.Store(0)
 	return nil
 }

@@ -139,7 +139,7 @@ func TestClickHouseCreateAndRefuse(t *testing.T) {
 	cols := srv.Query("SELECT name, type FROM system.columns WHERE database = 'cubed_test' AND table = 'edits_results'")
 	wantCols := "window_start\tDateTime\nwindow_end\tDateTime\ngranularity\tString\ngrouping_set\tUInt16\n" +
 		"channel\tString\npage\tString\nrobot\tString\npv\tUInt64\nadded\tFloat64\nlow\tNullable(Float64)\n" +
-		"high\tNullable(Float64)\nuv\tUInt64\nversion\tUInt64\nfinal\tUInt8\n"
+		"high\tNullable(Float64)\nuv\tUInt64\nversion\tUInt64\n"
 	if cols != wantCols {
 		t.Errorf("columns:\n%s\nwant:\n%s", cols, wantCols)
 	}
@@ -169,8 +169,39 @@ func TestClickHouseCreateAndRefuse(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
+	if strings.Contains(err.Error(), "column final") {
+		t.Errorf("error %q refuses the column final UInt8 of tables made by earlier versions", err)
+	}
 	if n := srv.Query("SELECT count() FROM cubed_test.bad"); n != "0\n" {
 		t.Errorf("the refused table has %q rows", n)
+	}
+
+	// A table made by an earlier version, with its column final UInt8, is accepted: rows are
+	// written (final left at 0) and read back.
+	srv.Query("CREATE TABLE cubed_test.legacy (window_start DateTime, window_end DateTime, granularity String, " +
+		"grouping_set UInt16, channel String, page String, robot String, pv UInt64, added Float64, low Nullable(Float64), " +
+		"high Nullable(Float64), uv UInt64, version UInt64, final UInt8) ENGINE = ReplacingMergeTree(version) " +
+		"PARTITION BY toYYYYMM(window_start) ORDER BY (grouping_set, granularity, window_start, window_end, channel, page, robot)")
+	p3 := chPlan(t, strings.Replace(chModel, "table: edits_results", "table: legacy", 1))
+	if _, err := c.Define(p3); err != nil {
+		t.Fatal(err)
+	}
+	legacy := []sink.Row{{Window: 0, GroupingSet: 0, Start: 0, End: 6 * 3600e3, Values: []float64{3, 1.5, math.NaN(), 2, 1}, Version: 7}}
+	if err := c.Write(ctx, "legacy", legacy); err != nil {
+		t.Fatalf("Write into a table with the legacy column final: %v", err)
+	}
+	var back []sink.Row
+	if err := c.Scan(ctx, "legacy", 0, 0, math.MinInt64, math.MaxInt64, func(r *sink.Row) error {
+		back = append(back, cloneRow(r))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 1 || !sameRows(&back[0], &legacy[0]) {
+		t.Errorf("read back %+v from the legacy table, want %+v", back, legacy)
+	}
+	if got := srv.Query("SELECT final FROM cubed_test.legacy"); got != "0\n" {
+		t.Errorf("legacy column final = %q, want its default 0", got)
 	}
 }
 
@@ -208,7 +239,7 @@ func randomRows(p *cube.Plan, rng *rand.Rand, n int, version *uint64, values []s
 		}
 		*version++
 		rows[i] = sink.Row{Window: w, GroupingSet: gs.ID, Start: start, End: end, Dims: dims, Values: vals,
-			Version: *version, Final: rng.IntN(3) == 0}
+			Version: *version}
 	}
 	return rows
 }
@@ -220,7 +251,7 @@ var hazards = []string{"", "en", "x' OR 1=1 --", `back\slash`, `\'`, "quote\"d",
 // sameRows compares two rows exactly (NaN equals NaN).
 func sameRows(a, b *sink.Row) bool {
 	if a.Window != b.Window || a.GroupingSet != b.GroupingSet || a.Start != b.Start || a.End != b.End ||
-		a.Version != b.Version || a.Final != b.Final || !slices.Equal(a.Dims, b.Dims) || len(a.Values) != len(b.Values) {
+		a.Version != b.Version || !slices.Equal(a.Dims, b.Dims) || len(a.Values) != len(b.Values) {
 		return false
 	}
 	for i := range a.Values {
@@ -598,13 +629,13 @@ func TestClickHouseRetentionColumns(t *testing.T) {
 	cols := srv.Query("SELECT name, type FROM system.columns WHERE database = 'cubed_test' AND table = 'growth'")
 	wantCols := "window_start\tDateTime\nwindow_end\tDateTime\ngranularity\tString\ngrouping_set\tUInt16\n" +
 		"country\tString\nactive\tUInt64\nfresh\tUInt64\nd1\tNullable(Float64)\nd1_retained\tUInt64\n" +
-		"d1_cohort\tUInt64\nversion\tUInt64\nfinal\tUInt8\n"
+		"d1_cohort\tUInt64\nversion\tUInt64\n"
 	if cols != wantCols {
 		t.Errorf("columns:\n%s\nwant:\n%s", cols, wantCols)
 	}
 	day := int64(1442016000000)
 	rows := []sink.Row{
-		{Window: 0, GroupingSet: 0, Start: day, End: day + 86400e3, Values: []float64{10, 10, math.NaN(), 0, 0}, Version: 1, Final: true},
+		{Window: 0, GroupingSet: 0, Start: day, End: day + 86400e3, Values: []float64{10, 10, math.NaN(), 0, 0}, Version: 1},
 		{Window: 0, GroupingSet: 0, Start: day + 86400e3, End: day + 2*86400e3, Values: []float64{8, 3, 0.5, 5, 10}, Version: 2},
 		{Window: 0, GroupingSet: 1, Start: day + 86400e3, End: day + 2*86400e3, Dims: []string{"GB"}, Values: []float64{4, 1, 0.75, 3, 4}, Version: 3},
 	}

@@ -162,7 +162,7 @@ func (e *Embedded) Scan(table string, window int, gs uint16, from, to int64, fn 
 }
 
 // Get returns the stored row of table whose primary key is key's (Window, GroupingSet, Start, End,
-// Dims; the other fields of key are ignored), with its stored Version, Final and Values, and
+// Dims; the other fields of key are ignored), with its stored Version and Values, and
 // whether it exists. The returned row owns its slices.
 func (e *Embedded) Get(table string, key Row) (Row, bool, error) {
 	if err := checkRow(table, 0, &key); err != nil {

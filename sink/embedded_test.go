@@ -39,7 +39,7 @@ func cloneRow(r *Row) Row {
 // sameRow compares every field, NaN equal to NaN.
 func sameRow(a, b *Row) bool {
 	if a.Window != b.Window || a.GroupingSet != b.GroupingSet || a.Start != b.Start || a.End != b.End ||
-		a.Version != b.Version || a.Final != b.Final || !slices.Equal(a.Dims, b.Dims) || len(a.Values) != len(b.Values) {
+		a.Version != b.Version || !slices.Equal(a.Dims, b.Dims) || len(a.Values) != len(b.Values) {
 		return false
 	}
 	for i := range a.Values {
@@ -97,7 +97,6 @@ func TestEmbeddedStore(t *testing.T) {
 			GroupingSet: gss[rng.IntN(len(gss))],
 			Start:       starts[rng.IntN(len(starts))],
 			Version:     version,
-			Final:       rng.IntN(3) == 0,
 			Values:      []float64{float64(rng.IntN(100)), rng.Float64(), math.NaN()},
 		}
 		r.End = r.Start + int64(rng.IntN(3))*3_600_000
@@ -119,7 +118,6 @@ func TestEmbeddedStore(t *testing.T) {
 		version++
 		r := cloneRow(&all[i].row)
 		r.Version = version
-		r.Final = !r.Final
 		r.Values = []float64{-1, float64(version), 0}
 		again = append(again, tableRow{all[i].table, r})
 	}

@@ -132,7 +132,7 @@ func PrefixEnd(prefix []byte) []byte {
 
 // DecodeKey decodes a key written by AppendKey into r's key fields (Window, GroupingSet, Start,
 // End, Dims; r.Dims is truncated and reused, its strings freshly allocated) and returns the table
-// name. Values, Version and Final are left untouched. Every error wraps ErrMalformedKey and says
+// name. Values and Version are left untouched. Every error wraps ErrMalformedKey and says
 // where decoding stopped; r is then partially filled.
 func DecodeKey(key []byte, r *Row) (table string, err error) {
 	if len(key) == 0 || key[0] != KeyspaceResults {
@@ -260,8 +260,10 @@ func (in *interner) str(b []byte) string {
 }
 
 const (
-	flagFinal    byte = 1 << 0
-	flagReserved      = ^flagFinal
+	// flagLegacyFinal marked, before rows stopped being re-sent at window close, the row
+	// written when its window closed; it is ignored on read and never written.
+	flagLegacyFinal byte = 1 << 0
+	flagReserved         = ^flagLegacyFinal
 )
 
 // canonicalNaN is the bit pattern every NaN is written as.
@@ -270,11 +272,12 @@ var canonicalNaN = math.Float64bits(math.NaN())
 // ErrMalformedValue is wrapped by every error DecodeValue returns.
 var ErrMalformedValue = errors.New("malformed result value")
 
-// AppendValue appends the value encoding of r (Version, Final, Values) to dst and returns the
+// AppendValue appends the value encoding of r (Version, Values) to dst and returns the
 // extended slice. It allocates only when dst lacks capacity. The layout is:
 //
 //	uvarint  Row.Version
-//	1 byte   flags: bit 0 = Row.Final; bits 1-7 are reserved and must be zero
+//	1 byte   flags, written as 0: bit 0 marked a window's final row in earlier versions and is
+//	         ignored; bits 1-7 are reserved and must be zero
 //	uvarint  number of values n
 //	n × 8    each of Row.Values as IEEE 754 float64 bits, little-endian; every NaN (null) is
 //	         written as the one canonical NaN, math.NaN()'s bits
@@ -283,11 +286,7 @@ var ErrMalformedValue = errors.New("malformed result value")
 // claim a bit and be told apart from this one.
 func AppendValue(dst []byte, r *Row) []byte {
 	dst = binary.AppendUvarint(dst, r.Version)
-	var flags byte
-	if r.Final {
-		flags |= flagFinal
-	}
-	dst = append(dst, flags)
+	dst = append(dst, 0) // flags
 	dst = binary.AppendUvarint(dst, uint64(len(r.Values)))
 	for _, v := range r.Values {
 		bits := math.Float64bits(v)
@@ -299,7 +298,7 @@ func AppendValue(dst []byte, r *Row) []byte {
 	return dst
 }
 
-// DecodeValue decodes a value written by AppendValue into r's Version, Final and Values (r.Values
+// DecodeValue decodes a value written by AppendValue into r's Version and Values (r.Values
 // is truncated and reused; it grows only when its capacity is short). Key fields are left
 // untouched. Every error wraps ErrMalformedValue and says what was wrong.
 func DecodeValue(b []byte, r *Row) error {
@@ -325,7 +324,6 @@ func DecodeValue(b []byte, r *Row) error {
 		return fmt.Errorf("%w: %d values need %d bytes, %d remain", ErrMalformedValue, count, count*8, len(rest))
 	}
 	r.Version = version
-	r.Final = flags&flagFinal != 0
 	if cap(r.Values) < int(count) {
 		r.Values = make([]float64, count)
 	}

@@ -245,9 +245,9 @@ func TestValueRoundTrip(t *testing.T) {
 	odd := math.Float64frombits(0x7FF0_0000_0000_0ABC) // a NaN that is not math.NaN()
 	cases := []Row{
 		{},
-		{Version: 1, Final: true, Values: []float64{}},
+		{Version: 1, Values: []float64{}},
 		{Version: math.MaxUint64, Values: []float64{1, -2.5, math.NaN(), math.Inf(1), math.Inf(-1), negZero, math.MaxFloat64, math.SmallestNonzeroFloat64, odd}},
-		{Version: 300, Final: true, Values: []float64{math.NaN()}},
+		{Version: 300, Values: []float64{math.NaN()}},
 	}
 	for _, r := range cases {
 		b := AppendValue([]byte("x"), &r)
@@ -258,7 +258,7 @@ func TestValueRoundTrip(t *testing.T) {
 		if err := DecodeValue(b[1:], &got); err != nil {
 			t.Fatalf("DecodeValue of %+v: %v", r, err)
 		}
-		if got.Version != r.Version || got.Final != r.Final || len(got.Values) != len(r.Values) {
+		if got.Version != r.Version || len(got.Values) != len(r.Values) {
 			t.Fatalf("round trip of %+v gave %+v", r, got)
 		}
 		for i, v := range r.Values {
@@ -277,10 +277,17 @@ func TestValueRoundTrip(t *testing.T) {
 			t.Fatalf("DecodeValue touched Dims: %q", got.Dims)
 		}
 	}
-	// Layout by hand: version 300 = uvarint AC 02, flags 01, count 01, NaN little-endian.
-	want := []byte{0xAC, 0x02, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xF8, 0x7F}
+	// Layout by hand: version 300 = uvarint AC 02, flags 00, count 01, NaN little-endian.
+	want := []byte{0xAC, 0x02, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xF8, 0x7F}
 	if got := AppendValue(nil, &cases[3]); !bytes.Equal(got, want) {
 		t.Fatalf("AppendValue = % X, want % X", got, want)
+	}
+	// A value of an earlier version with flag bit 0 (its window's final row) reads the same.
+	legacy := slices.Clone(want)
+	legacy[2] = 0x01
+	var got Row
+	if err := DecodeValue(legacy, &got); err != nil || got.Version != 300 || len(got.Values) != 1 || !math.IsNaN(got.Values[0]) {
+		t.Fatalf("DecodeValue(% X) = %+v, %v; want version 300, one null", legacy, got, err)
 	}
 }
 
@@ -387,7 +394,7 @@ func FuzzDecodeKey(f *testing.F) {
 // FuzzDecodeValue feeds arbitrary bytes to DecodeValue: it must not panic, and what it accepts
 // must survive an encode/decode round trip unchanged (NaN as NaN).
 func FuzzDecodeValue(f *testing.F) {
-	f.Add(AppendValue(nil, &Row{Version: 9, Final: true, Values: []float64{1, math.NaN()}}))
+	f.Add(AppendValue(nil, &Row{Version: 9, Values: []float64{1, math.NaN()}}))
 	f.Add([]byte{0x00, 0x00, 0x00})
 	f.Add([]byte{0x80, 0x00, 0x00, 0x01, 1, 2, 3, 4, 5, 6, 7, 8})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -402,7 +409,7 @@ func FuzzDecodeValue(f *testing.F) {
 		if err := DecodeValue(AppendValue(nil, &r), &again); err != nil {
 			t.Fatalf("re-encoding %+v: %v", r, err)
 		}
-		if again.Version != r.Version || again.Final != r.Final || len(again.Values) != len(r.Values) {
+		if again.Version != r.Version || len(again.Values) != len(r.Values) {
 			t.Fatalf("%+v came back as %+v", r, again)
 		}
 		for i := range r.Values {

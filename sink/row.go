@@ -19,6 +19,4 @@ type Row struct {
 	// Version increases with every emission of the cube, across restarts; a replay of the same
 	// key writes the same values with a larger version.
 	Version uint64
-	// Final is set on the row emitted when its window closed.
-	Final bool
 }

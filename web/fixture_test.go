@@ -52,7 +52,7 @@ func (m *memBackend) Scan(cubeName string, window int, gs uint16, from, to int64
 		if src.Window != window || src.GroupingSet != gs || src.Start < from || src.Start >= to {
 			continue
 		}
-		r.Window, r.GroupingSet, r.Start, r.End, r.Version, r.Final = src.Window, src.GroupingSet, src.Start, src.End, src.Version, src.Final
+		r.Window, r.GroupingSet, r.Start, r.End, r.Version = src.Window, src.GroupingSet, src.Start, src.End, src.Version
 		r.Dims = append(r.Dims[:0], src.Dims...)
 		r.Values = append(r.Values[:0], src.Values...)
 		if err := fn(&r); err != nil {

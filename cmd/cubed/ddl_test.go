@@ -35,7 +35,7 @@ func TestPlanDDLRunsOnClickHouse(t *testing.T) {
 		"window_start\tDateTime", "window_end\tDateTime", "granularity\tString", "grouping_set\tUInt16",
 		"channel\tString", "namespace\tString", "country\tString", "robot\tString", "anonymous\tString", "new_page\tString",
 		"pv\tUInt64", "added\tFloat64", "deleted\tFloat64", "delta\tFloat64", "min_delta\tNullable(Float64)",
-		"max_delta\tNullable(Float64)", "uv\tUInt64", "version\tUInt64", "final\tUInt8"}, "\n") + "\n"
+		"max_delta\tNullable(Float64)", "uv\tUInt64", "version\tUInt64"}, "\n") + "\n"
 	if got != want {
 		t.Errorf("columns of default.wikiticker:\n%s\nwant:\n%s", got, want)
 	}
