@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -119,7 +120,8 @@ func queryableEvents(addr string) (int64, error) {
 // CUBED_BENCH_USERS change that) and the model is the peer's. Three phases, one run:
 //
 //  1. Throughput: the whole file waits in the topic (4 partitions); cubed starts and runs until
-//     the query API sees every event and nothing waits for ClickHouse. events/cpu-s divides the
+//     the query API sees every event and nothing waits for ClickHouse (the query API is polled
+//     once cubed_events_total has counted every event, the metrics before). events/cpu-s divides the
 //     events by the CPU seconds of the cubed process and of the ClickHouse server together
 //     (/proc/PID/stat); the broker's CPU is reported apart (broker-cpu-s), since the peer has no
 //     broker to pay for.
@@ -177,8 +179,16 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	p := startRun(b, cfg, filepath.Join(tmp, "data-backlog"), httpAddr)
 	p.waitReady(b, httpAddr, time.Minute)
 	profiled := profileRun(b, httpAddr)
+	// ClickHouse is asked (a query with FINAL, which costs the server CPU that the peer is not
+	// charged for) only once cubed has counted every event; until then the cheap metrics.
 	for {
-		seen, err := queryableEvents(httpAddr)
+		var (
+			seen int64
+			err  = errors.New("not every event counted yet")
+		)
+		if metricsByCube(b, httpAddr, "cubed_events_total")["peer"] == float64(n) {
+			seen, err = queryableEvents(httpAddr)
+		}
 		if err != nil && strings.Contains(err.Error(), "query answer") {
 			b.Fatal(err)
 		}
