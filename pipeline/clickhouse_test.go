@@ -278,6 +278,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 		return svc.cubes[0].status().SinkError != ""
 	})
 	sinkErr := svc.cubes[0].status().SinkError
+	time.Sleep(500 * time.Millisecond) // the write failing runs beside the loop: its next step blocks
 	e1 := events()
 	<-produced
 	time.Sleep(time.Second)

@@ -572,6 +572,11 @@ func (t *chTable) checkRows(rows []Row) error {
 // table disagrees with the plan (wrapping ErrClickHouseSchema) or when TLS cannot work as
 // configured (wrapping ErrClickHouseTLS). Write does not keep rows.
 func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error {
+	return c.write(ctx, table, rows, nil)
+}
+
+// write is Write; every failed attempt sets failing, when not nil.
+func (c *ClickHouse) write(ctx context.Context, table string, rows []Row, failing *atomic.Bool) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -582,7 +587,7 @@ func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error 
 	if err := t.checkRows(rows); err != nil {
 		return fmt.Errorf("writing %d rows to ClickHouse table %s: %w", len(rows), t.name, err)
 	}
-	if err := c.retry(ctx, fmt.Sprintf("creating or checking ClickHouse table %s", t.name), func(actx context.Context) error {
+	if err := c.retry(ctx, fmt.Sprintf("creating or checking ClickHouse table %s", t.name), failing, func(actx context.Context) error {
 		return c.EnsureTable(actx, table)
 	}); err != nil {
 		return err
@@ -590,7 +595,7 @@ func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error 
 	for lo := 0; lo < len(rows); lo += c.opts.batchRows {
 		chunk := rows[lo:min(lo+c.opts.batchRows, len(rows))]
 		what := fmt.Sprintf("inserting %d rows into ClickHouse table %s", len(chunk), t.name)
-		if err := c.retry(ctx, what, func(actx context.Context) error { return c.insert(actx, t, chunk) }); err != nil {
+		if err := c.retry(ctx, what, failing, func(actx context.Context) error { return c.insert(actx, t, chunk) }); err != nil {
 			return err
 		}
 	}
@@ -598,8 +603,9 @@ func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error 
 }
 
 // retry runs fn (each attempt under the attempt timeout) until it succeeds, fails with
-// ErrClickHouseSchema or a TLS error that retrying cannot fix (tlsProblem), or ctx ends.
-func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+// ErrClickHouseSchema or a TLS error that retrying cannot fix (tlsProblem), or ctx ends. Every
+// failed attempt sets failing, when not nil.
+func (c *ClickHouse) retry(ctx context.Context, what string, failing *atomic.Bool, fn func(context.Context) error) error {
 	wait := c.opts.minBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, c.opts.attemptTO)
@@ -607,6 +613,9 @@ func (c *ClickHouse) retry(ctx context.Context, what string, fn func(context.Con
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if failing != nil {
+			failing.Store(true)
 		}
 		if errors.Is(err, ErrClickHouseSchema) {
 			return err
@@ -845,21 +854,61 @@ func ceilDiv1000(ms int64) int64 {
 	return q
 }
 
-// ClickHouseBuffer collects the rows of one table and writes them with Write in batches: when it
-// holds the batch size (WithClickHouseBatchRows), or at the first Add once the flush interval
-// (WithClickHouseFlushInterval) has passed since its last write: at most about one INSERT per
-// second, as ClickHouse advises, while rows that come at most that often (an early fire every
-// second) are written as they come rather than an interval later. It is bounded: Add blocks in
-// Write while the buffer is due and ClickHouse is down. It is not safe for concurrent use,
-// except Len.
+// ClickHouseBuffer collects the rows of one table and writes them with Write in batches, in the
+// background: a batch is handed to a writer goroutine when the buffer holds the batch size
+// (WithClickHouseBatchRows), or at the first Add once the flush interval
+// (WithClickHouseFlushInterval) has passed since the last write began: at most about one INSERT
+// per second, as ClickHouse advises, while rows that come at most that often (an early fire every
+// second) are written as they come rather than an interval later. The caller goes on
+// aggregating while a batch is inserted (double buffering: one batch filling, one in flight).
+//
+// It is bounded: while a write is in flight Add keeps filling the other batch up to the batch
+// size, then blocks until the write ends; once an attempt of the write has failed (ClickHouse
+// is down, the write is being retried) the next Add blocks until it ends (backpressure: a Kafka
+// cube stops polling). A write
+// that fails (its context ended, or an error retrying cannot fix) keeps its rows; the error is
+// returned by the next Add or Flush, and the rows are written again by the next due Add or
+// Flush. Flush writes everything and waits, so a checkpoint taken after it never covers rows
+// ClickHouse has not got. It is not safe for concurrent use, except Len.
 type ClickHouseBuffer struct {
-	c     *ClickHouse
-	table string
-	rows  []Row
-	vals  []float64    // arena of the rows' Values
-	dims  []string     // arena of the rows' Dims
-	last  time.Time    // when the last write began (the now of its Add, or Flush's clock)
-	n     atomic.Int64 // len(rows), for Len from other goroutines
+	c      *ClickHouse
+	table  string
+	fill   chBatch    // rows being added
+	fly    chBatch    // rows handed to the writer, or left by a failed write
+	done   chan error // while a write of fly is in flight: receives its result
+	failed bool       // fly holds the rows of a failed write
+	last   time.Time  // when the last write began (the now of its Add, or Flush's clock)
+	n      atomic.Int64
+	// failing is set by the write in flight when one of its attempts fails.
+	failing atomic.Bool
+}
+
+// chBatch is a batch of rows whose Dims and Values live in its own arenas, reused after the
+// batch is written.
+type chBatch struct {
+	rows []Row
+	vals []float64
+	dims []string
+}
+
+// add copies rows into the batch.
+func (c *chBatch) add(rows []Row) {
+	for i := range rows {
+		r := rows[i]
+		v0, d0 := len(c.vals), len(c.dims)
+		c.vals = append(c.vals, r.Values...)
+		c.dims = append(c.dims, r.Dims...)
+		r.Values = c.vals[v0:len(c.vals):len(c.vals)]
+		r.Dims = c.dims[d0:len(c.dims):len(c.dims)]
+		c.rows = append(c.rows, r)
+	}
+}
+
+// reset empties the batch, keeping its capacity.
+func (c *chBatch) reset() {
+	clear(c.rows)
+	clear(c.dims)
+	c.rows, c.vals, c.dims = c.rows[:0], c.vals[:0], c.dims[:0]
 }
 
 // NewBuffer returns an empty buffer for table (defined with Define).
@@ -867,45 +916,107 @@ func (c *ClickHouse) NewBuffer(table string) *ClickHouseBuffer {
 	return &ClickHouseBuffer{c: c, table: table}
 }
 
-// Len is the number of buffered rows (not yet known to be stored). It is safe to call from any
-// goroutine, also while Add or Flush blocks in a write: a status page shows what a ClickHouse
-// outage holds back.
+// Len is the number of buffered rows (not yet known to be stored), in flight or not. It is safe
+// to call from any goroutine, also while Add or Flush blocks: a status page shows what a
+// ClickHouse outage holds back.
 func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 
 // Add copies rows into the buffer (the caller keeps ownership of rows) and, when the buffer is
-// due at now, writes it (see Write; it blocks until written or ctx ends). Call it with no rows to
-// write a buffer that became due with time.
+// due at now, hands them to the writer. It blocks only while the writer is busy and the buffer
+// already holds a batch; it returns the error of a write that failed since the last call. Call
+// it with no rows to write a buffer that became due with time. ctx bounds the write it starts.
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
-	for i := range rows {
-		r := rows[i]
-		v0, d0 := len(b.vals), len(b.dims)
-		b.vals = append(b.vals, r.Values...)
-		b.dims = append(b.dims, r.Dims...)
-		r.Values = b.vals[v0:len(b.vals):len(b.vals)]
-		r.Dims = b.dims[d0:len(b.dims):len(b.dims)]
-		b.rows = append(b.rows, r)
+	b.fill.add(rows)
+	b.n.Add(int64(len(rows)))
+	full := len(b.fill.rows) >= b.c.opts.batchRows
+	if err := b.collect(ctx, false); err != nil {
+		return err
 	}
-	b.n.Store(int64(len(b.rows)))
-	if len(b.rows) > 0 && (len(b.rows) >= b.c.opts.batchRows || now.Sub(b.last) >= b.c.opts.flushInterval) {
-		return b.flush(ctx, now)
+	if b.done != nil && b.failing.Load() {
+		// ClickHouse is down: hold the caller until the write in flight gets through.
+		if err := b.collect(ctx, true); err != nil {
+			return err
+		}
 	}
+	due := full || now.Sub(b.last) >= b.c.opts.flushInterval
+	if !due || len(b.fill.rows) == 0 && !b.failed {
+		return nil
+	}
+	if b.done != nil {
+		if !full {
+			return nil // the next Add tries again
+		}
+		if err := b.collect(ctx, true); err != nil {
+			return err
+		}
+	}
+	b.last = now
+	if !b.failed {
+		b.fill, b.fly = b.fly, b.fill
+	}
+	b.failed = false
+	b.failing.Store(false)
+	done := make(chan error, 1)
+	b.done = done
+	rows = b.fly.rows
+	go func() { done <- b.c.write(ctx, b.table, rows, &b.failing) }()
 	return nil
 }
 
-// Flush writes every buffered row now (see Write). On error the rows stay buffered.
-func (b *ClickHouseBuffer) Flush(ctx context.Context) error { return b.flush(ctx, time.Now()) }
-
-func (b *ClickHouseBuffer) flush(ctx context.Context, now time.Time) error {
-	if len(b.rows) == 0 {
+// collect takes the result of the write in flight, if any: at once when it has ended, else only
+// with wait (until it ends or ctx does).
+func (b *ClickHouseBuffer) collect(ctx context.Context, wait bool) error {
+	if b.done == nil {
 		return nil
 	}
-	b.last = now
-	if err := b.c.Write(ctx, b.table, b.rows); err != nil {
+	var err error
+	if wait {
+		select {
+		case err = <-b.done:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for an INSERT into ClickHouse table %s: %w", b.table, ctx.Err())
+		}
+	} else {
+		select {
+		case err = <-b.done:
+		default:
+			return nil
+		}
+	}
+	b.done = nil
+	if err != nil {
+		b.failed = true
 		return err
 	}
-	clear(b.rows)
-	clear(b.dims)
-	b.rows, b.vals, b.dims = b.rows[:0], b.vals[:0], b.dims[:0]
-	b.n.Store(0)
+	b.n.Add(-int64(len(b.fly.rows)))
+	b.fly.reset()
+	return nil
+}
+
+// Flush writes every buffered row now and waits (see Write). On error the rows stay buffered.
+func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
+	if err := b.collect(ctx, true); err != nil && ctx.Err() != nil {
+		return err
+	}
+	// A failed write's rows go again, then the filling batch.
+	if len(b.fly.rows) > 0 || len(b.fill.rows) > 0 {
+		b.last = time.Now()
+	}
+	if len(b.fly.rows) > 0 {
+		if err := b.c.Write(ctx, b.table, b.fly.rows); err != nil {
+			b.failed = true
+			return err
+		}
+		b.failed = false
+		b.n.Add(-int64(len(b.fly.rows)))
+		b.fly.reset()
+	}
+	if len(b.fill.rows) > 0 {
+		if err := b.c.Write(ctx, b.table, b.fill.rows); err != nil {
+			return err
+		}
+		b.n.Add(-int64(len(b.fill.rows)))
+		b.fill.reset()
+	}
 	return nil
 }
