@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble"
@@ -336,16 +337,20 @@ func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace, cacheLim
 		if len(k) != 4 {
 			return fmt.Errorf("dictionary %q: malformed key", name)
 		}
-		if n := int64(binary.BigEndian.Uint32(k)) + 1; cacheLimit > 0 && n*48 > cacheLimit {
+		n := int64(binary.BigEndian.Uint32(k)) + 1
+		if cacheLimit > 0 && n*48 > cacheLimit {
 			return ns.RestoreLazy(uint32(n))
 		}
+		ns.Reserve(int(n))
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()[len(prefix):]
 		if len(k) != 4 {
 			return fmt.Errorf("dictionary %q: malformed key", name)
 		}
-		if err := ns.Restore(binary.BigEndian.Uint32(k), string(it.Value())); err != nil {
+		// Restore copies the value: the string may alias the iterator's memory.
+		v := it.Value()
+		if err := ns.Restore(binary.BigEndian.Uint32(k), unsafe.String(unsafe.SliceData(v), len(v))); err != nil {
 			return fmt.Errorf("dictionary %q: %w", name, err)
 		}
 	}
