@@ -572,6 +572,16 @@ func (sh *shard) table(a *Aggregator, inst uint32, width int) *instTable {
 	return t
 }
 
+// reserve makes room in t for n more groups of one slice record each (stride words) and their
+// ndf distinct sets, so that a restore appends them without growing the arrays step by step.
+func (t *instTable) reserve(n, ndf, stride int) {
+	t.keys.reserve(n)
+	t.groups = slices.Grow(t.groups, n)
+	t.sets = slices.Grow(t.sets, n*ndf) // past len: zero Sets, empty as growSets requires
+	t.recs = slices.Grow(t.recs, n*stride)
+	t.dirty = slices.Grow(t.dirty, n)
+}
+
 // release returns t's memory to the shard's pool.
 func (sh *shard) release(t *instTable) {
 	delete(sh.tables, t.inst.id)

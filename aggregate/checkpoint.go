@@ -156,13 +156,21 @@ func (a *Aggregator) restore(rs *restoreState, key, val []byte) error {
 	if block {
 		return a.restoreBlock(rs, key, val)
 	}
+	in := a.instanceAt(w, start)
+	var h uint64
+	rs.k, h = groupKey(rs.k[:0], in, key, nd.width)
+	return a.restoreGroup(rs, nd, in, h, key, val)
+}
+
+// restoreGroup is restore of a group key of node nd in instance in, whose [instance id, dims…]
+// hashes to h.
+func (a *Aggregator) restoreGroup(rs *restoreState, nd *node, in *instance, h uint64, key, val []byte) error {
 	if err := a.checkRestoredBlocks(rs); err != nil {
 		return err
 	}
-	in := a.instanceAt(w, start)
-	k, h := groupKey(make([]uint32, 0, nd.width+1), in, key, nd.width)
+	rs.k = appendDims(append(rs.k[:0], in.id), key, nd.width)
 	t := nd.shards[shardOf(h, a.n)].table(a, in.id, nd.width)
-	g, fresh := t.keys.findOrInsert(k[1:], h)
+	g, fresh := t.keys.findOrInsert(rs.k[1:], h)
 	if !fresh {
 		return fmt.Errorf("%w: group stored twice", errBadState)
 	}
@@ -266,21 +274,27 @@ func (a *Aggregator) instanceAt(w int, start int64) *instance {
 // groupKey appends to k the key of a state key's group in its tables, [instance id, dims…], and
 // returns it with its hash (which also picks the group's shard).
 func groupKey(k []uint32, in *instance, key []byte, width int) ([]uint32, uint64) {
-	k = append(k, in.id)
+	k = appendDims(append(k, in.id), key, width)
+	return k, hashKey(k)
+}
+
+// appendDims appends to k the width dimension ids of a state key.
+func appendDims(k []uint32, key []byte, width int) []uint32 {
 	for i := range width {
 		k = append(k, binary.BigEndian.Uint32(key[10+4*i:]))
 	}
-	return k, hashKey(k)
+	return k
 }
 
 // restoreState follows Restore through a group and its blocks (which come right after it).
 type restoreState struct {
 	t      *instTable
 	g      int32
-	key    []byte // the group's key
-	blocks []int  // per distinct field: blocks still to come
-	bytes  uint64 // block bytes loaded into memory so far
-	share  int    // restorers sharing the memory budget (0 or 1: one)
+	key    []byte   // the group's key
+	k      []uint32 // scratch: the group's [instance id, dims…]
+	blocks []int    // per distinct field: blocks still to come
+	bytes  uint64   // block bytes loaded into memory so far
+	share  int      // restorers sharing the memory budget (0 or 1: one)
 }
 
 // restoreBlock attaches one stored block to the group restored last: loaded while the restored

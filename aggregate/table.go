@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"slices"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -70,11 +71,10 @@ func equalKey(a, b []uint32) bool {
 	return true
 }
 
-func (t *keyTable) grow() {
-	n := len(t.slots) * 2
-	if n < 64 {
-		n = 64
-	}
+func (t *keyTable) grow() { t.growTo(max(64, 2*len(t.slots))) }
+
+// growTo replaces the slot array by one of n slots (a power of two) and re-inserts the entries.
+func (t *keyTable) growTo(n int) {
 	t.slots = make([]int32, n)
 	t.mask = uint64(n - 1)
 	for e := int32(0); e < t.n; e++ {
@@ -85,6 +85,22 @@ func (t *keyTable) grow() {
 			}
 		}
 	}
+}
+
+// reserve makes room for n more entries, so that inserting them neither grows the slot array
+// nor reallocates the keys.
+func (t *keyTable) reserve(n int) {
+	want := int(t.n) + n
+	t.keys = slices.Grow(t.keys, n*t.width)
+	t.tags = slices.Grow(t.tags, n)
+	if want*4 <= len(t.slots)*3 {
+		return
+	}
+	size := max(64, len(t.slots))
+	for want*4 > size*3 {
+		size *= 2
+	}
+	t.growTo(size)
 }
 
 // key returns entry e's key (aliasing the table).

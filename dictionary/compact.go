@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -21,7 +23,9 @@ const chunkSize = 64 << 10
 // memNamespace is a compact value ↔ id map. Its current generation (gen) keeps, per shard, the
 // values' bytes back to back in append-only arena chunks, an entry per value (arena offset and
 // length, 8 bytes; the id, 4 bytes) and an open-addressing table of entry indices (4 bytes a
-// slot, at most 3/4 full), and per id assigned in the generation its shard and entry (4 bytes).
+// slot, at most 3/4 full, whose top bits also hold a tag of the value's hash so that a probe
+// rarely reads a value that is not the one sought), and per id assigned in the generation its
+// shard and entry (4 bytes).
 // A value thus costs its length plus about 24 bytes, against 80–90 for a Go map[string]uint32
 // and a []string (BenchmarkBytesPerID).
 //
@@ -51,11 +55,18 @@ type gen struct {
 	loc    []uint32     // per id base+i: shard << entryBits | entry index in the shard
 }
 
-const entryBits = 26 // entries per shard < 1<<26, so a namespace holds 4G ids
+const entryBits = 26 // entries per shard < 1<<26 - 1, so a namespace holds 4G ids
+
+const entryMask = 1<<entryBits - 1
+
+// slotOf is the slot word of entry e of a value hashing to h: the entry index + 1 in the low
+// entryBits bits, the hash's top 32 - entryBits bits above (a tag: only a slot whose tag matches
+// can hold the value).
+func slotOf(e uint32, h uint64) uint32 { return uint32(h>>(64-(32-entryBits)))<<entryBits | (e + 1) }
 
 type memShard struct {
 	mu    sync.RWMutex
-	slots []uint32 // entry index + 1; 0 is empty; len is a power of two
+	slots []uint32 // tag << entryBits | entry index + 1 (see slotOf); 0 is empty; len is a power of two
 	ents  []uint64 // per entry: chunk << 41 | position in the chunk (≤ chunkSize) << 24 | length
 	ids   []uint32 // per entry: the global id
 	arena [][]byte // chunks of chunkSize bytes (or one value, when longer)
@@ -98,10 +109,14 @@ func (sh *memShard) find(v []byte, h uint64) (slot int, ent uint32) {
 		return 0, 0
 	}
 	mask := uint64(len(sh.slots) - 1)
+	tag := slotOf(0, h) &^ entryMask
 	for i := (h >> 6) & mask; ; i = (i + 1) & mask {
 		s := sh.slots[i]
-		if s == 0 || bytes.Equal(sh.value(s-1), v) {
-			return int(i), s
+		if s == 0 {
+			return int(i), 0
+		}
+		if s&^entryMask == tag && bytes.Equal(sh.value(s&entryMask-1), v) {
+			return int(i), s & entryMask
 		}
 	}
 }
@@ -123,14 +138,18 @@ func (sh *memShard) store(v []byte) uint64 {
 	return uint64(n-1)<<41 | uint64(pos)<<24 | uint64(len(v))
 }
 
-func (sh *memShard) grow() {
-	size := max(64, 2*len(sh.slots))
+func (sh *memShard) grow() { sh.growTo(max(64, 2*len(sh.slots))) }
+
+// growTo replaces the slot array by one of size slots (a power of two) and re-inserts the
+// entries.
+func (sh *memShard) growTo(size int) {
 	slots := make([]uint32, size)
 	mask := uint64(size - 1)
 	for e := range sh.ents {
-		for i := (hashValue(sh.value(uint32(e))) >> 6) & mask; ; i = (i + 1) & mask {
+		h := hashValue(sh.value(uint32(e)))
+		for i := (h >> 6) & mask; ; i = (i + 1) & mask {
 			if slots[i] == 0 {
-				slots[i] = uint32(e) + 1
+				slots[i] = slotOf(uint32(e), h)
 				break
 			}
 		}
@@ -138,11 +157,26 @@ func (sh *memShard) grow() {
 	sh.slots = slots
 }
 
+// reserve makes room for n more entries: no growth (and rehashing) until they are in.
+func (sh *memShard) reserve(n int) {
+	want := len(sh.ents) + n
+	sh.ents = slices.Grow(sh.ents, n)
+	sh.ids = slices.Grow(sh.ids, n)
+	if want*4 <= len(sh.slots)*3 {
+		return
+	}
+	size := max(64, len(sh.slots))
+	for want*4 > size*3 {
+		size *= 2
+	}
+	sh.growTo(size)
+}
+
 // insert adds v (absent, hash h) to shard si with id, or with the next id when id is NoID, and
 // returns the id. The caller holds the shard's lock.
 func (g *gen) insert(si int, v []byte, h uint64, id uint32) (uint32, error) {
 	sh := &g.shards[si]
-	if len(sh.ents) >= 1<<entryBits {
+	if len(sh.ents) >= entryMask {
 		return 0, fmt.Errorf("dictionary namespace shard full (%d values)", len(sh.ents))
 	}
 	if (len(sh.ents)+1)*4 > len(sh.slots)*3 {
@@ -162,7 +196,7 @@ func (g *gen) insert(si int, v []byte, h uint64, id uint32) (uint32, error) {
 	}
 	sh.ents = append(sh.ents, sh.store(v))
 	sh.ids = append(sh.ids, id)
-	sh.slots[slot] = e + 1
+	sh.slots[slot] = slotOf(e, h)
 	return id, nil
 }
 
@@ -310,6 +344,26 @@ func (n *memNamespace) Restore(id uint32, value string) error {
 	n.persisted = id + 1
 	n.mu.Unlock()
 	return nil
+}
+
+func (n *memNamespace) Reserve(count int) {
+	if count <= 0 {
+		return
+	}
+	g := n.g.Load()
+	// Values spread evenly over the shards: a shard gets count/shardCount, give or take a few
+	// standard deviations (about the square root of that).
+	per := count / shardCount
+	per += 4*int(math.Sqrt(float64(per))) + 16
+	for i := range g.shards {
+		sh := &g.shards[i]
+		sh.mu.Lock()
+		sh.reserve(per)
+		sh.mu.Unlock()
+	}
+	g.valMu.Lock()
+	g.loc = slices.Grow(g.loc, count)
+	g.valMu.Unlock()
 }
 
 func (n *memNamespace) RestoreLazy(count uint32) error {

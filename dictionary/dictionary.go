@@ -35,6 +35,9 @@ type Namespace interface {
 	// Restore re-assigns a durable id while loading: ids must come in order 0, 1, 2 … before
 	// any other use of the namespace. It fails on a gap or a duplicate value.
 	Restore(id uint32, value string) error
+	// Reserve makes room for n more ids, so that the next n Restore (or ID) calls neither grow
+	// nor rehash the namespace's tables: a hint that changes no id.
+	Reserve(n int)
 	// RestoreLazy, instead of Restore calls, declares that ids 0 … n-1 are durable in the
 	// dictionary's Store without loading them: they are looked up there when first needed.
 	// It fails when the namespace has no Store or already holds ids.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble"
@@ -62,6 +63,10 @@ type checkpointRecord struct {
 	// file was read and every window closed.
 	FileLine int64 `json:"file_line"`
 	Done     bool  `json:"done"`
+	// EarlyFires is, per window of the plan, the processing time of its last early fire: a
+	// restart keeps each window's emit_every schedule (as Flink restores its processing-time
+	// timers) instead of firing every window at once. Absent in older checkpoints.
+	EarlyFires []time.Time `json:"early_fires,omitempty"`
 }
 
 type ckPartition struct {
@@ -291,6 +296,14 @@ func (c *cubeRun) restore() error {
 	c.ck.seq, c.ck.fileLine, c.ck.done = rec.Seq, rec.FileLine, rec.Done
 	c.ck.offsets = map[int32]int64{}
 	now := time.Now()
+	if len(rec.EarlyFires) == len(c.lastEmit) {
+		for w, t := range rec.EarlyFires {
+			if t.After(now) { // a clock set back must not postpone the next fire
+				t = now
+			}
+			c.lastEmit[w] = t
+		}
+	}
 	for p, cp := range rec.Partitions {
 		c.parts[p] = &partState{maxTime: cp.MaxTime, lastSeen: now, offset: cp.Next - 1}
 		c.ck.offsets[p] = cp.Next
@@ -336,16 +349,20 @@ func loadNamespace(db *pebble.DB, name string, ns dictionary.Namespace, cacheLim
 		if len(k) != 4 {
 			return fmt.Errorf("dictionary %q: malformed key", name)
 		}
-		if n := int64(binary.BigEndian.Uint32(k)) + 1; cacheLimit > 0 && n*48 > cacheLimit {
+		n := int64(binary.BigEndian.Uint32(k)) + 1
+		if cacheLimit > 0 && n*48 > cacheLimit {
 			return ns.RestoreLazy(uint32(n))
 		}
+		ns.Reserve(int(n))
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()[len(prefix):]
 		if len(k) != 4 {
 			return fmt.Errorf("dictionary %q: malformed key", name)
 		}
-		if err := ns.Restore(binary.BigEndian.Uint32(k), string(it.Value())); err != nil {
+		// Restore copies the value: the string may alias the iterator's memory.
+		v := it.Value()
+		if err := ns.Restore(binary.BigEndian.Uint32(k), unsafe.String(unsafe.SliceData(v), len(v))); err != nil {
 			return fmt.Errorf("dictionary %q: %w", name, err)
 		}
 	}
@@ -407,7 +424,8 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 		return fmt.Errorf("checkpoint of cube %q: %w", c.name, err)
 	}
 	rec := checkpointRecord{Seq: c.ck.seq + 1, Time: now.UTC(), Watermark: c.agg.Watermark(), MaxTime: c.agg.MaxEventTime(),
-		Version: c.version, Partitions: map[int32]ckPartition{}, FileLine: fileLine, Done: done}
+		Version: c.version, Partitions: map[int32]ckPartition{}, FileLine: fileLine, Done: done,
+		EarlyFires: append([]time.Time(nil), c.lastEmit...)}
 	for p, ps := range c.parts {
 		if ps.offset >= 0 { // a partition that delivered nothing has no position yet
 			rec.Partitions[p] = ckPartition{Next: ps.offset + 1, MaxTime: ps.maxTime}
