@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -178,7 +179,7 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	start := time.Now()
 	p := startRun(b, cfg, filepath.Join(tmp, "data-backlog"), httpAddr)
 	p.waitReady(b, httpAddr, time.Minute)
-	profiled := profileRun(b, httpAddr)
+	profiled := profileRun(b, httpAddr, "CUBED_BENCH_CPUPROFILE", 5)
 	// ClickHouse is asked (a query with FINAL, which costs the server CPU that the peer is not
 	// charged for) only once cubed has counted every event; until then the cheap metrics.
 	for {
@@ -235,7 +236,7 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	// Phase 3: event-to-queryable latency at 80% (CUBED_BENCH_LIVE_PERCENT) of the throughput.
 	pct := benchEnvInt(b, "CUBED_BENCH_LIVE_PERCENT", 80)
 	liveRate := float64(pct) / 100 * wallRate
-	p50, p99, behind := liveLatency(b, srv, brokerAddr, lines, liveRate, filepath.Join(tmp, "live.yaml"), filepath.Join(tmp, "data-live"))
+	p50, p99, behind := liveLatency(b, srv, brokerAddr, brokerPID, lines, liveRate, filepath.Join(tmp, "live.yaml"), filepath.Join(tmp, "data-live"))
 	b.Logf("at %.0f events/s (%d%% of %.0f): event-to-queryable p50 %.2fs, p99 %.2fs; %d events never seen", liveRate, pct, wallRate, p50, p99, behind)
 
 	b.ReportMetric(rate, "events/cpu-s")
@@ -285,7 +286,11 @@ func stopProcess(p *cubedProcess) {
 // liveLatency runs phase 3 of BenchmarkKafkaToClickHouse: events at rate per second for 40 s,
 // each stamped with the current time, and returns the p50 and p99 event-to-queryable latency in
 // seconds of the events produced after a 5 s warm-up, and how many events were never seen.
-func liveLatency(b *testing.B, srv *chtest.Server, broker string, lines [][]byte, rate float64, cfg, dataDir string) (p50, p99 float64, missing int64) {
+//
+// It logs the CPU that each process used while the producer ran, in cores: on a small machine
+// the producer (this process) and the broker take their share of the cores that phase 1 gave
+// to cubed and ClickHouse alone.
+func liveLatency(b *testing.B, srv *chtest.Server, broker string, brokerPID int, lines [][]byte, rate float64, cfg, dataDir string) (p50, p99 float64, missing int64) {
 	b.Helper()
 	const produceFor, warmUp, tick = 40 * time.Second, 5 * time.Second, 10 * time.Millisecond
 	if err := os.WriteFile(cfg, []byte(benchModel(broker, "live", srv.Addr())), 0o644); err != nil {
@@ -353,9 +358,24 @@ func liveLatency(b *testing.B, srv *chtest.Server, broker string, lines [][]byte
 		at   time.Time
 	}
 	var polls []poll
+	profiled := profileRun(b, httpAddr, "CUBED_BENCH_LIVE_CPUPROFILE", 30)
+	defer func() { <-profiled }()
+	pids := []int{p.cmd.Process.Pid, srv.PID(), brokerPID, os.Getpid()}
+	cpu0 := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		cpu0[i] = procCPU(b, pid)
+	}
+	began := time.Now()
 	for {
 		select {
 		case <-done:
+			wall := time.Since(began).Seconds()
+			var used [4]float64
+			for i, pid := range pids {
+				used[i] = (procCPU(b, pid) - cpu0[i]).Seconds() / wall
+			}
+			b.Logf("while producing, in cores: cubed %.2f, ClickHouse %.2f, broker %.2f, producer and poller %.2f; total %.2f of %d",
+				used[0], used[1], used[2], used[3], used[0]+used[1]+used[2]+used[3], runtime.NumCPU())
 		default:
 			if seen, err := queryableEvents(httpAddr); err == nil {
 				polls = append(polls, poll{seen, time.Now()})
@@ -442,19 +462,19 @@ func weightedQuantile(values []float64, weights []int64, q float64) float64 {
 	return values[idx[len(idx)-1]]
 }
 
-// profileRun saves a CPU profile of the first 5 s of the cubed process serving httpAddr (its
-// /debug/pprof/profile) to the file named by CUBED_BENCH_CPUPROFILE, when that is set; the
-// returned channel is closed when the profile is written (at once when it is not set).
-func profileRun(b *testing.B, httpAddr string) <-chan struct{} {
+// profileRun saves a CPU profile of the next seconds of the cubed process serving httpAddr (its
+// /debug/pprof/profile) to the file named by the environment variable env, when that is set;
+// the returned channel is closed when the profile is written (at once when it is not set).
+func profileRun(b *testing.B, httpAddr, env string, seconds int) <-chan struct{} {
 	done := make(chan struct{})
-	path := os.Getenv("CUBED_BENCH_CPUPROFILE")
+	path := os.Getenv(env)
 	if path == "" {
 		close(done)
 		return done
 	}
 	go func() {
 		defer close(done)
-		resp, err := http.Get("http://" + httpAddr + "/debug/pprof/profile?seconds=5")
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, seconds))
 		if err != nil {
 			b.Errorf("CPU profile: %v", err)
 			return
