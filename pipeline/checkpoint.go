@@ -92,6 +92,9 @@ type checkpointState struct {
 	done     bool  // the file was replayed to its end
 	offsets  map[int32]int64
 	history  []CheckpointStatus
+	async    bool                // commit in the background (Kafka sources; see maybeCheckpoint)
+	inflight *inflightCheckpoint // captured, being committed
+	broken   error               // a commit failed: no later checkpoint may be taken
 }
 
 func cubeMetaKey(name string) []byte { return append([]byte{keyMeta, 'c', 'u', 'b', 'e', 0}, name...) }
@@ -376,16 +379,24 @@ func (w batchWriter) Set(k, v []byte) error           { return w.b.Set(k, v, nil
 func (w batchWriter) DeleteRange(lo, hi []byte) error { return w.b.DeleteRange(lo, hi, nil) }
 
 // maybeCheckpoint checkpoints when the interval has passed (or always when force is set). The
-// caller has flushed every emitted row. fileLine is the last file line read (file sources).
+// caller has written every emitted row to the embedded store and handed it to the ClickHouse
+// buffer. fileLine is the last file line read (file sources).
+//
+// A checkpoint is captured in the cube's loop (new dictionary ids, dirty state, positions and
+// watermark into one pebble batch) and committed in the background, as Flink's asynchronous
+// snapshots: the committer first waits until ClickHouse has stored every row emitted before
+// the capture, then commits the batch with sync; the loop goes on meanwhile. What must follow a
+// durable checkpoint (dictionary ids marked persisted, eviction of clean blocks, the positions
+// that Kafka commits, the status) runs in the loop once the commit has ended (finishCheckpoint).
+// One checkpoint is in flight at most: the next is captured after the last has committed. With
+// force, and always for a file source (a replay, where the memory budget's evictions right
+// after each checkpoint matter more than the loop's latency), everything is synchronous: the
+// ClickHouse buffer is flushed, the checkpoint in flight ends, and the new one is committed
+// before maybeCheckpoint returns.
 func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, done bool) error {
-	if !force && now.Sub(c.ck.last) < c.ck.every {
-		return nil
-	}
-	if err := c.agg.Err(); err != nil {
-		return fmt.Errorf("cube %q: %w (restart resumes from the last checkpoint)", c.name, err)
-	}
-	if c.ch != nil && c.ch.buf.Len() > 0 {
-		// A checkpoint must never cover rows that ClickHouse has not got yet.
+	sync := force || !c.ck.async
+	if sync && c.ch != nil && c.ch.buf.Len() > 0 && (force || now.Sub(c.ck.last) >= c.ck.every) {
+		// Before waiting for the checkpoint in flight, which may wait for these rows.
 		fctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
 		err := c.ch.buf.Flush(fctx)
 		cancel()
@@ -394,33 +405,29 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 			return nil
 		}
 	}
+	if err := c.finishCheckpoint(sync); err != nil {
+		return err
+	}
+	if c.ck.inflight != nil || !force && now.Sub(c.ck.last) < c.ck.every {
+		return nil
+	}
+	if err := c.agg.Err(); err != nil {
+		return fmt.Errorf("cube %q: %w (restart resumes from the last checkpoint)", c.name, err)
+	}
 	start := time.Now()
 	b := c.s.db.NewBatch()
-	defer b.Close()
-	type mark struct {
-		ns   dictionary.Namespace
-		upto uint32
-	}
-	var marks []mark
-	var key []byte
+	var marks []dictMark
 	for _, nn := range c.namespaces() {
-		from, vals := nn.ns.Unpersisted()
-		prefix := dictionaryPrefix(nn.name)
-		for i, v := range vals {
-			id := from + uint32(i)
-			key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), id)
-			if err := b.Set(key, []byte(v), nil); err != nil {
-				return err
-			}
-			key = dictValueKey(key[:0], nn.name, []byte(v))
-			if err := b.Set(key, binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
-				return err
-			}
+		upto, err := writeDictionary(b, nn)
+		if err != nil {
+			b.Close()
+			return err
 		}
-		marks = append(marks, mark{nn.ns, from + uint32(len(vals))})
+		marks = append(marks, dictMark{nn, upto})
 	}
 	groups, err := c.agg.WriteCheckpoint(statePrefix(c.name), batchWriter{b})
 	if err != nil {
+		b.Close()
 		return fmt.Errorf("checkpoint of cube %q: %w", c.name, err)
 	}
 	rec := checkpointRecord{Seq: c.ck.seq + 1, Time: now.UTC(), Watermark: c.agg.Watermark(), MaxTime: c.agg.MaxEventTime(),
@@ -433,22 +440,143 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	}
 	v, err := json.Marshal(rec)
 	if err != nil {
+		b.Close()
 		return err
 	}
 	if err := b.Set(checkpointKey(c.name), v, nil); err != nil {
+		b.Close()
 		return err
 	}
-	size := len(b.Repr())
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("committing checkpoint %d of cube %q: %w", rec.Seq, c.name, err)
+	// From here on, the state's dirty marks say this batch holds the changes: it must be
+	// committed before any later checkpoint, or never (ckState.broken).
+	c.ck.last = now
+	fl := &inflightCheckpoint{b: b, rec: rec, marks: marks, groups: groups, size: len(b.Repr()), start: start, done: make(chan error, 1)}
+	var cctx context.Context
+	cctx, fl.cancel = context.WithCancel(context.Background())
+	var need int64
+	if c.ch != nil {
+		need = c.ch.buf.Added()
 	}
-	for _, m := range marks {
-		m.ns.MarkPersisted(m.upto)
-		if err := m.ns.Err(); err != nil {
+	c.ck.inflight = fl
+	go func() {
+		defer fl.cancel()
+		if c.ch != nil {
+			if err := c.ch.buf.WaitStored(cctx, need); err != nil {
+				fl.done <- err
+				return
+			}
+		}
+		fl.done <- b.Commit(pebble.Sync)
+	}()
+	if sync {
+		return c.finishCheckpoint(true)
+	}
+	return nil
+}
+
+// dictMark is a namespace's first id not yet persisted, once a checkpoint commits.
+type dictMark struct {
+	nn   namedNamespace
+	upto uint32
+}
+
+// writeDictionary adds the namespace's ids not yet persisted to b (id → value and value → id)
+// and returns the first id after them.
+func writeDictionary(b *pebble.Batch, nn namedNamespace) (uint32, error) {
+	from, vals := nn.ns.Unpersisted()
+	prefix := dictionaryPrefix(nn.name)
+	var key []byte
+	for i, v := range vals {
+		id := from + uint32(i)
+		key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), id)
+		if err := b.Set(key, []byte(v), nil); err != nil {
+			return 0, err
+		}
+		key = dictValueKey(key[:0], nn.name, []byte(v))
+		if err := b.Set(key, binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
+			return 0, err
+		}
+	}
+	return from + uint32(len(vals)), nil
+}
+
+// trimDictionary starts a new generation of a namespace over its cache limit (see
+// dictionary.Namespace.Trim), which needs every id persisted: the ids assigned since the
+// checkpoint's capture are written first, ahead of the checkpoint that will refer to them (an id
+// may be durable early, never late; the next synced commit makes them durable).
+func (c *cubeRun) trimDictionary(nn namedNamespace) error {
+	if nn.ns.Trim() {
+		c.dictTrims++
+		return nil
+	}
+	if c.dictLimit <= 0 || nn.ns.SizeBytes() <= c.dictLimit {
+		return nil
+	}
+	b := c.s.db.NewBatch()
+	defer b.Close()
+	upto, err := writeDictionary(b, nn)
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("persisting dictionary %q before trimming it: %w", nn.name, err)
+	}
+	nn.ns.MarkPersisted(upto)
+	if nn.ns.Trim() {
+		c.dictTrims++
+	}
+	return nil
+}
+
+// inflightCheckpoint is a captured checkpoint whose batch is being committed (maybeCheckpoint).
+type inflightCheckpoint struct {
+	b      *pebble.Batch
+	rec    checkpointRecord
+	marks  []dictMark
+	groups int
+	size   int
+	start  time.Time
+	done   chan error // the commit's result
+	cancel context.CancelFunc
+}
+
+// finishCheckpoint completes the checkpoint in flight once its commit has ended (with wait,
+// after waiting for it): dictionary ids are marked persisted, clean blocks evicted past the
+// memory budget, the positions for Kafka's commits and the status updated. A failed commit is
+// an error: the state's dirty marks no longer match the store, so no later checkpoint may be
+// taken (the cube stops; a restart resumes from the last committed checkpoint).
+func (c *cubeRun) finishCheckpoint(wait bool) error {
+	if c.ck.broken != nil {
+		return c.ck.broken
+	}
+	fl := c.ck.inflight
+	if fl == nil {
+		return nil
+	}
+	var err error
+	if wait {
+		err = <-fl.done
+	} else {
+		select {
+		case err = <-fl.done:
+		default:
+			return nil
+		}
+	}
+	c.ck.inflight = nil
+	fl.b.Close()
+	if err != nil {
+		c.ck.broken = fmt.Errorf("committing checkpoint %d of cube %q: %w (restart resumes from the last checkpoint)", fl.rec.Seq, c.name, err)
+		return c.ck.broken
+	}
+	rec := fl.rec
+	for _, m := range fl.marks {
+		m.nn.ns.MarkPersisted(m.upto)
+		if err := m.nn.ns.Err(); err != nil {
 			return err
 		}
-		if m.ns.Trim() {
-			c.dictTrims++
+		if err := c.trimDictionary(m.nn); err != nil {
+			return err
 		}
 	}
 	es := c.agg.Evict()
@@ -456,7 +584,7 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	if es.Blocks > 0 {
 		c.s.log.Debug("evicted state blocks", "cube", c.name, "blocks", es.Blocks, "before", es.Before, "after", es.After)
 	}
-	c.ck.seq, c.ck.last = rec.Seq, now
+	c.ck.seq = rec.Seq
 	offsets := map[int32]int64{}
 	for p, cp := range rec.Partitions {
 		offsets[p] = cp.Next
@@ -464,8 +592,8 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	c.mu.Lock()
 	c.ck.offsets = offsets
 	c.mu.Unlock()
-	st := CheckpointStatus{Seq: rec.Seq, Time: rec.Time, Groups: groups, Bytes: size,
-		DurationMS: float64(time.Since(start).Microseconds()) / 1000}
+	st := CheckpointStatus{Seq: rec.Seq, Time: rec.Time, Groups: fl.groups, Bytes: fl.size,
+		DurationMS: float64(time.Since(fl.start).Microseconds()) / 1000}
 	c.mu.Lock()
 	c.ck.history = append(c.ck.history, st)
 	if len(c.ck.history) > 20 {
@@ -473,8 +601,22 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	}
 	c.mu.Unlock()
 	c.s.metrics.checkpoints.WithLabelValues(c.name).Inc()
-	c.s.metrics.checkpointBytes.WithLabelValues(c.name).Add(float64(size))
+	c.s.metrics.checkpointBytes.WithLabelValues(c.name).Add(float64(fl.size))
 	return nil
+}
+
+// abandonCheckpoint stops the checkpoint in flight, if any, as the cube stops: a commit that is
+// still waiting for ClickHouse is given up (a restart resumes from the last committed
+// checkpoint), one that is writing is waited for, so the store is never closed under it.
+func (c *cubeRun) abandonCheckpoint() {
+	fl := c.ck.inflight
+	if fl == nil {
+		return
+	}
+	fl.cancel()
+	if err := c.finishCheckpoint(true); err != nil {
+		c.s.log.Warn("checkpoint given up as the cube stops", "cube", c.name, "err", err)
+	}
 }
 
 // markCheckpointed marks, for the group's commits, the offsets of the last checkpoint.

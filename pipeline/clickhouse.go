@@ -64,16 +64,14 @@ func (c *cubeRun) chBuffered() int {
 	return c.ch.buf.Len()
 }
 
-// toClickHouse hands the pending rows to the ClickHouse buffer, which writes when it is due, or
-// now with force (the end of a file's input) or when a checkpoint is due (the caller
-// checkpoints after this returns, so that a checkpoint never covers rows still buffered). It
-// blocks until the rows are written or ctx ends.
+// toClickHouse hands the pending rows to the ClickHouse buffer, which writes them in the
+// background when it is due, or now with force (the end of a file's input: it then blocks until
+// they are written or ctx ends). A checkpoint is committed only once the rows emitted before it
+// are stored (maybeCheckpoint).
 func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) error {
 	if c.ch == nil {
 		return nil
 	}
-	// Mirrors maybeCheckpoint's test of the interval.
-	force = force || now.Sub(c.ck.last) >= c.ck.every
 	before := c.ch.buf.Len()
 	err := c.ch.buf.Add(ctx, c.pending, now)
 	if err == nil && force {

@@ -207,8 +207,9 @@ func TestClickHouseReplayWikiticker(t *testing.T) {
 
 // TestClickHouseOutageKafka streams wikiticker through Kafka (kfake) into a cube with a
 // ClickHouse sink and kills the ClickHouse server mid-stream for a few seconds: meanwhile the
-// cube stops consuming (backpressure) and its status shows the sink error; after the restart
-// the table converges to exactly the embedded store's rows.
+// cube stops consuming (backpressure), its status shows the sink error and no checkpoint
+// commits (one would cover rows ClickHouse has not got; checkpoints are due every 300ms); after
+// the restart the table converges to exactly the embedded store's rows and checkpoints resume.
 func TestClickHouseOutageKafka(t *testing.T) {
 	srv := chtest.Start(t)
 	data := sharedData(t, "wikiticker-2015-09-12.json.gz")
@@ -220,11 +221,18 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	dir := t.TempDir()
 	src := fmt.Sprintf("    source:\n      kafka: {brokers: [%q], topic: wiki}\n      format: json\n", kc.ListenAddrs()[0])
 	model := writeModel(t, dir, wikiModel(t, src, srv.Addr(), "wikik", "300ms"))
-	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger(), BatchSize: 2000})
+	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger(), BatchSize: 2000, CheckpointEvery: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Close()
+	lastCheckpoint := func() uint64 {
+		h := svc.cubes[0].status().Checkpoints
+		if len(h) == 0 {
+			return 0
+		}
+		return h[len(h)-1].Seq
+	}
 
 	lines := readLines(t, data)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.DefaultProduceTopic("wiki"))
@@ -279,10 +287,13 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	})
 	sinkErr := svc.cubes[0].status().SinkError
 	time.Sleep(500 * time.Millisecond) // the write failing runs beside the loop: its next step blocks
-	e1 := events()
+	e1, ck1 := events(), lastCheckpoint()
 	<-produced
 	time.Sleep(time.Second)
-	e2 := events()
+	e2, ck2 := events(), lastCheckpoint()
+	if ck2 != ck1 {
+		t.Errorf("checkpoints %d to %d committed while ClickHouse was down", ck1+1, ck2)
+	}
 	if e2 != e1 || e2 == uint64(len(lines)) {
 		t.Errorf("the cube kept consuming while ClickHouse was down: %d events, then %d (of %d)", e1, e2, len(lines))
 	}
@@ -314,6 +325,7 @@ func TestClickHouseOutageKafka(t *testing.T) {
 	if st := svc.cubes[0].status(); st.SinkError != "" {
 		t.Errorf("sink error still shown after recovery: %q", st.SinkError)
 	}
+	waitFor(t, 30*time.Second, "checkpoints after the outage", func() bool { return lastCheckpoint() > ck2 })
 	if got := srv.Query("SELECT sum(pv) FROM wikik.wikiticker FINAL WHERE grouping_set = 0 AND granularity = 'hour'"); got != fmt.Sprintf("%d\n", len(lines)) {
 		t.Errorf("hourly pv totals in SQL = %q, want %d", got, len(lines))
 	}

@@ -235,6 +235,7 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 
 func (c *cubeRun) close() {
 	c.closeClickHouse()
+	c.abandonCheckpoint()
 	if c.dl != nil {
 		c.dl.Close()
 	}
@@ -660,6 +661,7 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 	}
 	defer k.Close()
 	c.kafka = k
+	c.ck.async = true
 	for {
 		if ctx.Err() != nil {
 			return nil

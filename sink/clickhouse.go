@@ -881,6 +881,12 @@ type ClickHouseBuffer struct {
 	n      atomic.Int64
 	// failing is set by the write in flight when one of its attempts fails.
 	failing atomic.Bool
+	added   int64 // rows ever added
+	// stored counts the rows ever stored (batches are stored in the order they were added);
+	// storedSig is closed and replaced whenever it grows. Guarded by storedMu.
+	storedMu  sync.Mutex
+	stored    int64
+	storedSig chan struct{}
 }
 
 // chBatch is a batch of rows whose Dims and Values live in its own arenas, reused after the
@@ -913,7 +919,40 @@ func (c *chBatch) reset() {
 
 // NewBuffer returns an empty buffer for table (defined with Define).
 func (c *ClickHouse) NewBuffer(table string) *ClickHouseBuffer {
-	return &ClickHouseBuffer{c: c, table: table}
+	return &ClickHouseBuffer{c: c, table: table, storedSig: make(chan struct{})}
+}
+
+// Added is the number of rows ever added to the buffer. Call it from the goroutine that adds.
+func (b *ClickHouseBuffer) Added() int64 { return b.added }
+
+// WaitStored blocks until the first n rows ever added (see Added) are stored in ClickHouse, or
+// ctx ends (returning its error). Rows are stored in the order they were added, so a checkpoint
+// taken after Added returned n may be committed once WaitStored(n) returns: it covers no row
+// that ClickHouse has not got. Any goroutine may call it; it does not write anything itself
+// (the adding goroutine's Add and Flush do).
+func (b *ClickHouseBuffer) WaitStored(ctx context.Context, n int64) error {
+	for {
+		b.storedMu.Lock()
+		stored, sig := b.stored, b.storedSig
+		b.storedMu.Unlock()
+		if stored >= n {
+			return nil
+		}
+		select {
+		case <-sig:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d rows to be stored in ClickHouse table %s (%d are): %w", n, b.table, stored, ctx.Err())
+		}
+	}
+}
+
+// markStored counts n more rows stored and wakes WaitStored.
+func (b *ClickHouseBuffer) markStored(n int) {
+	b.storedMu.Lock()
+	b.stored += int64(n)
+	close(b.storedSig)
+	b.storedSig = make(chan struct{})
+	b.storedMu.Unlock()
 }
 
 // Len is the number of buffered rows (not yet known to be stored), in flight or not. It is safe
@@ -928,6 +967,7 @@ func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
 	b.fill.add(rows)
 	b.n.Add(int64(len(rows)))
+	b.added += int64(len(rows))
 	full := len(b.fill.rows) >= b.c.opts.batchRows
 	if err := b.collect(ctx, false); err != nil {
 		return err
@@ -959,7 +999,13 @@ func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) e
 	done := make(chan error, 1)
 	b.done = done
 	rows = b.fly.rows
-	go func() { done <- b.c.write(ctx, b.table, rows, &b.failing) }()
+	go func() {
+		err := b.c.write(ctx, b.table, rows, &b.failing)
+		if err == nil {
+			b.markStored(len(rows))
+		}
+		done <- err
+	}()
 	return nil
 }
 
@@ -1007,6 +1053,7 @@ func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
 			b.failed = true
 			return err
 		}
+		b.markStored(len(b.fly.rows))
 		b.failed = false
 		b.n.Add(-int64(len(b.fly.rows)))
 		b.fly.reset()
@@ -1015,6 +1062,7 @@ func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
 		if err := b.c.Write(ctx, b.table, b.fill.rows); err != nil {
 			return err
 		}
+		b.markStored(len(b.fill.rows))
 		b.n.Add(-int64(len(b.fill.rows)))
 		b.fill.reset()
 	}
