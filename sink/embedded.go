@@ -76,7 +76,8 @@ func checkRow(table string, i int, r *Row) error {
 }
 
 // Write upserts rows into table in one pebble batch committed with pebble.Sync: when Write
-// returns nil every row is durable, and when it returns an error none was written. A row whose
+// returns nil every row is durable, and when it returns an error none was written (except for
+// a large write with ingestion enabled, which may have stored its short runs: see EnableIngest). A row whose
 // primary key is already stored replaces it. Rows with an out-of-range Window are an error (and
 // nothing is written). Write does not keep rows; it allocates nothing per row in steady state.
 func (e *Embedded) Write(table string, rows []Row) error {
