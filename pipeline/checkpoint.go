@@ -403,21 +403,23 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	}
 	var marks []mark
 	var key []byte
+	var idBytes [4]byte
 	for _, nn := range c.namespaces() {
-		from, vals := nn.ns.Unpersisted()
 		prefix := dictionaryPrefix(nn.name)
-		for i, v := range vals {
-			id := from + uint32(i)
+		// New ids cost no allocation of their own: the batch copies key and value.
+		upto, err := nn.ns.VisitUnpersisted(func(id uint32, v []byte) error {
 			key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), id)
-			if err := b.Set(key, []byte(v), nil); err != nil {
+			if err := b.Set(key, v, nil); err != nil {
 				return err
 			}
-			key = dictValueKey(key[:0], nn.name, []byte(v))
-			if err := b.Set(key, binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
-				return err
-			}
+			key = dictValueKey(key[:0], nn.name, v)
+			binary.BigEndian.PutUint32(idBytes[:], id)
+			return b.Set(key, idBytes[:], nil)
+		})
+		if err != nil {
+			return err
 		}
-		marks = append(marks, mark{nn.ns, from + uint32(len(vals))})
+		marks = append(marks, mark{nn.ns, upto})
 	}
 	groups, err := c.agg.WriteCheckpoint(statePrefix(c.name), batchWriter{b})
 	if err != nil {
