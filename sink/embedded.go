@@ -34,6 +34,7 @@ type scratch struct {
 	intern       interner
 	arena        []byte   // encoded keys and values of an ingested write
 	spans        []kvSpan // rows of arena, sorted by key
+	sstBuf       []byte   // write buffer of the staged sstables
 }
 
 // OpenEmbedded returns the result store over db. The database is shared with other state (other

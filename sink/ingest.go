@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/objstorage"
 	"github.com/cockroachdb/pebble/sstable"
 	"github.com/cockroachdb/pebble/vfs"
 )
@@ -125,7 +125,10 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 			return fmt.Errorf("creating sstable for table %q: %w", table, err)
 		}
 		paths = append(paths, path)
-		w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: format})
+		if cap(s.sstBuf) < sstWriteBuffer {
+			s.sstBuf = make([]byte, 0, sstWriteBuffer)
+		}
+		w := sstable.NewWriter(&sstFile{f: f, buf: s.sstBuf[:0]}, sstable.WriterOptions{TableFormat: format})
 		for _, sp := range spans[lo:hi] {
 			if err := w.Set(key(sp), arena[sp.v0:sp.end]); err != nil {
 				w.Close()
@@ -212,3 +215,56 @@ type kvSpan struct {
 	abbrev         uint64
 	k0, v0, end, i int32
 }
+
+// sstWriteBuffer is the write buffer of a staged sstable: pebble's own file writable
+// (objstorageprovider.NewFileWritable) makes a write system call per 4 KiB.
+const sstWriteBuffer = 256 << 10
+
+// sstFile is the objstorage.Writable of a staged sstable: a file written through buf (its
+// capacity is the buffer), synced and closed by Finish.
+type sstFile struct {
+	f   vfs.File
+	buf []byte
+}
+
+var _ objstorage.Writable = (*sstFile)(nil)
+
+// Write implements objstorage.Writable.
+func (w *sstFile) Write(p []byte) error {
+	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+n]
+		p = p[n:]
+	}
+	return nil
+}
+
+func (w *sstFile) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// Finish implements objstorage.Writable: the buffered bytes are written and the file synced
+// and closed.
+func (w *sstFile) Finish() error {
+	err := w.flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Abort implements objstorage.Writable.
+func (w *sstFile) Abort() { w.f.Close() }
