@@ -670,6 +670,7 @@ type mergeScratch struct {
 	ids   [][]uint32 // per distinct field
 	added []uint32
 	tmp   []uint32
+	radix []uint32 // sortIDs scratch
 }
 
 // mergeIDs adds the ids of partial pe (seen in slice) to group g, whose record for slice is at
@@ -715,7 +716,7 @@ func (a *Aggregator) mergeIDs(t *instTable, g int32, r int, slice int32, p *part
 			}
 			continue
 		}
-		slices.Sort(ids)
+		sortIDs(ids, &sc.radix)
 		ids = slices.Compact(ids)
 		sc.added = set.AddSortedWith(t.setPool, ids, sc.added[:0])
 		t.recs[r+dw] += uint64(len(sc.added))

@@ -352,6 +352,35 @@ func TestSumExact(t *testing.T) {
 	}
 }
 
+// TestSumFloatNearest checks sumFloat against exact rational arithmetic (big.Rat's Float64, the
+// nearest float64, ties to even) on both sides of its fast path's bound (totals of 2^53 nanos),
+// at ties and at random, with mixed signs of the integer and fractional parts.
+func TestSumFloatNearest(t *testing.T) {
+	check := func(ip, n int64) {
+		t.Helper()
+		r := new(big.Rat).SetFrac(new(big.Int).Add(new(big.Int).Mul(big.NewInt(ip), big.NewInt(nano)), big.NewInt(n)), big.NewInt(nano))
+		want, _ := r.Float64()
+		if got := sumFloat(ip, n); got != want {
+			t.Fatalf("sumFloat(%d, %d) = %v (%x), want %v (%x)", ip, n, got, math.Float64bits(got), want, math.Float64bits(want))
+		}
+	}
+	rng := rand.New(rand.NewSource(11))
+	bound := int64(1<<53) / nano // integer part at the fast path's edge
+	for _, ip := range []int64{0, 1, -1, 2, 12, -12, 999_999, bound - 1, bound, bound + 1, -bound, -bound - 1, 1 << 40, -1 << 40, math.MaxInt64 / nano, math.MinInt64 / nano} {
+		for _, n := range []int64{1, -1, 5, 500_000_000, -500_000_000, 999_999_999, -999_999_999, 1<<53 - bound*nano, 1<<53 - bound*nano + 1, 123_456_789} {
+			check(ip, n)
+		}
+	}
+	for i := 0; i < 200_000; i++ {
+		ip := rng.Int63n(2*bound+5) - bound - 2
+		if i%4 == 0 {
+			ip = rng.Int63n(2000) - 1000
+		}
+		n := rng.Int63n(2*nano-1) - (nano - 1)
+		check(ip, n)
+	}
+}
+
 // Stats per node: the groups of each node equal the distinct (window instance, grouping-set
 // key) pairs of the events, counted by brute force; the node bytes add up to StateBytes; each
 // node names the grouping set it emits; the partial tables keep memory between batches.

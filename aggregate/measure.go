@@ -202,6 +202,10 @@ func (l *cellLayout) values(c []uint64, out []float64) {
 // nearest to the exact decimal.
 const nano = 1_000_000_000
 
+// maxExactIP bounds the integer parts whose total in nanos sumFloat computes in an int64 without
+// overflow and compares with 2^53.
+const maxExactIP = 1<<53/nano + 1
+
 func addSum(c []uint64, x float64) {
 	if x != x {
 		return
@@ -225,10 +229,19 @@ func normSum(c []uint64, n int64) {
 	c[1] = uint64(n)
 }
 
-// sumFloat returns the float64 nearest to ip + n/1e9.
+// sumFloat returns the float64 nearest to ip + n/1e9 (ties to even).
 func sumFloat(ip, n int64) float64 {
 	if n == 0 {
 		return float64(ip)
+	}
+	// Fast path: when the total in nanos, t = ip·1e9 + n, is at most 2^53 in magnitude, both t and
+	// 1e9 are exact float64s, and IEEE 754 division rounds the exact quotient t/1e9 to the nearest
+	// float64 (ties to even), as ParseFloat of its decimal text would. That covers sums below
+	// about 9e6; larger ones go through the decimal text.
+	if ip > -maxExactIP && ip < maxExactIP {
+		if t := ip*nano + n; t >= -1<<53 && t <= 1<<53 {
+			return float64(t) / nano
+		}
 	}
 	// Bring both parts to the same sign so the decimal text is ip.nnnnnnnnn.
 	if ip > 0 && n < 0 {

@@ -315,6 +315,34 @@ func (n *memNamespace) Unpersisted() (uint32, []string) {
 	return from, n.values(from, uint32(n.Len()))
 }
 
+func (n *memNamespace) VisitUnpersisted(fn func(id uint32, v []byte) error) (uint32, error) {
+	n.mu.Lock()
+	from := n.persisted
+	n.mu.Unlock()
+	to := uint32(n.Len())
+	g := n.g.Load()
+	var buf []byte
+	for id := from; id < to; id++ {
+		if id < g.base {
+			// Not held in memory (a Trim or lazy restore): read through the Store.
+			v, _ := n.valueOf(id)
+			buf = append(buf[:0], v...)
+		} else {
+			g.valMu.RLock()
+			l := g.loc[id-g.base]
+			g.valMu.RUnlock()
+			sh := &g.shards[l>>entryBits]
+			sh.mu.RLock()
+			buf = append(buf[:0], sh.value(l&(1<<entryBits-1))...)
+			sh.mu.RUnlock()
+		}
+		if err := fn(id, buf); err != nil {
+			return id, err
+		}
+	}
+	return to, nil
+}
+
 func (n *memNamespace) MarkPersisted(upto uint32) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -114,6 +114,50 @@ func TestPersistRestore(t *testing.T) {
 	}
 }
 
+// TestVisitUnpersisted: VisitUnpersisted gives the ids assigned since the last MarkPersisted, in
+// order, with their values (an independent first-seen numbering says which), stops at fn's
+// error, and returns the id to mark persisted.
+func TestVisitUnpersisted(t *testing.T) {
+	ns := NewMemory().Namespace("x")
+	var order []string
+	add := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := fmt.Sprint("v", i%250) // repeats: only first sightings get ids
+			if id := ns.ID([]byte(v)); int(id) == len(order) {
+				order = append(order, v)
+			}
+		}
+	}
+	add(0, 100)
+	ns.MarkPersisted(100)
+	add(100, 400)
+	var got []string
+	upto, err := ns.VisitUnpersisted(func(id uint32, v []byte) error {
+		if int(id) != 100+len(got) {
+			return fmt.Errorf("id %d after %d visited", id, len(got))
+		}
+		got = append(got, string(v))
+		return nil
+	})
+	if err != nil || upto != 250 {
+		t.Fatalf("VisitUnpersisted = %d, %v; want 250, nil", upto, err)
+	}
+	if want := order[100:]; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("visited %v, want %v", got, want)
+	}
+	stop := fmt.Errorf("stop")
+	n := 0
+	upto, err = ns.VisitUnpersisted(func(id uint32, v []byte) error {
+		if n++; n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || upto != 102 {
+		t.Fatalf("stopped VisitUnpersisted = %d, %v; want 102, stop", upto, err)
+	}
+}
+
 // BenchmarkBytesPerID measures the heap the in-memory dictionary holds per id for 1M user ids
 // of 16 bytes ("uid_" + 12 digits, as the peer benchmark's generator makes them).
 func BenchmarkBytesPerID(b *testing.B) {
@@ -165,7 +209,23 @@ func TestBoundedCache(t *testing.T) {
 	oracle := map[string]uint32{}
 	ns := NewStored(st).Namespace("c/id/user")
 	ns.SetCacheLimit(64 << 10)
+	visit := false // checkpoints alternate between Unpersisted and VisitUnpersisted
 	checkpoint := func() {
+		visit = !visit
+		if visit {
+			upto, err := ns.VisitUnpersisted(func(id uint32, v []byte) error {
+				st.mu.Lock()
+				st.ids["c/id/user\x00"+string(v)] = id
+				st.vals[id] = string(v)
+				st.mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns.MarkPersisted(upto)
+			return
+		}
 		from, vals := ns.Unpersisted()
 		st.mu.Lock()
 		for i, v := range vals {

@@ -483,21 +483,19 @@ type dictMark struct {
 // writeDictionary adds the namespace's ids not yet persisted to b (id → value and value → id)
 // and returns the first id after them.
 func writeDictionary(b *pebble.Batch, nn namedNamespace) (uint32, error) {
-	from, vals := nn.ns.Unpersisted()
 	prefix := dictionaryPrefix(nn.name)
 	var key []byte
-	for i, v := range vals {
-		id := from + uint32(i)
+	var idBytes [4]byte
+	// New ids cost no allocation of their own: the batch copies key and value.
+	return nn.ns.VisitUnpersisted(func(id uint32, v []byte) error {
 		key = binary.BigEndian.AppendUint32(append(key[:0], prefix...), id)
-		if err := b.Set(key, []byte(v), nil); err != nil {
-			return 0, err
+		if err := b.Set(key, v, nil); err != nil {
+			return err
 		}
-		key = dictValueKey(key[:0], nn.name, []byte(v))
-		if err := b.Set(key, binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
-			return 0, err
-		}
-	}
-	return from + uint32(len(vals)), nil
+		key = dictValueKey(key[:0], nn.name, v)
+		binary.BigEndian.PutUint32(idBytes[:], id)
+		return b.Set(key, idBytes[:], nil)
+	})
 }
 
 // trimDictionary starts a new generation of a namespace over its cache limit (see

@@ -15,20 +15,32 @@ const rankLimit = 1 << 16
 // bulk-load path (sstable ingestion) can skip its own byte-wise sort. A row key orders by
 // (window, grouping set, start, end, dimension values) and dimension values compare as strings;
 // rowOrder replaces each dimension's dictionary id by its rank among the dimension's values in
-// string order, packs the ranks of a row into one integer, and sorts integers.
+// string order, packs the ranks of a row into one integer, and sorts integers by radix sort.
 type rowOrder struct {
 	rank   [][]uint32 // per layer-1 dimension: id → rank in string order
 	size   []int      // namespace size rank was computed for
+	width  []uint     // per layer-1 dimension: bits of its ranks
 	keys   []orderKey
-	merged []orderKey
-	runs   [][2]int // [lo, hi) in keys
+	runs   [][2]int    // [lo, hi) in keys
+	merged []rankedRow // keys' rows, runs of one prefix together, then sorted by packed ranks
+	tmp    []rankedRow // radix sort scratch
+	count  [256]int32  // radix sort digit counts
 }
 
+// orderKey is one pending row's sort key: its prefix (window, grouping set, start, end) and its
+// packed dimension ranks.
 type orderKey struct {
 	window  int
 	gs      uint16
+	gsIndex int
 	start   int64
 	end     int64
+	packed  uint64
+	pending int32
+}
+
+// rankedRow is what the radix sort moves: packed ranks and the row's index in c.pending.
+type rankedRow struct {
 	packed  uint64
 	pending int32
 }
@@ -41,7 +53,10 @@ func (c *cubeRun) sortPending() {
 		o.rank = make([][]uint32, len(c.dimNS))
 		o.size = make([]int, len(c.dimNS))
 	}
-	width := make([]uint, len(c.dimNS))
+	if len(o.width) != len(c.dimNS) {
+		o.width = make([]uint, len(c.dimNS))
+	}
+	width := o.width
 	for j, ns := range c.dimNS {
 		n := ns.Len()
 		if n > rankLimit {
@@ -83,53 +98,88 @@ func (c *cubeRun) sortPending() {
 		for x, p := range gs.Project {
 			packed = packed<<width[p] | uint64(o.rank[p][ids[x]])
 		}
-		o.keys = append(o.keys, orderKey{window: r.Window, gs: r.GroupingSet, start: r.Start, end: r.End, packed: packed, pending: int32(i)})
+		o.keys = append(o.keys, orderKey{window: r.Window, gs: r.GroupingSet, gsIndex: c.pendingGS[i],
+			start: r.Start, end: r.End, packed: packed, pending: int32(i)})
 	}
-	// Emission order already groups rows into runs of equal (window, grouping set, start, end):
-	// sort each run by its packed ranks, then order the runs. When one prefix shows up in two
-	// runs that are not adjacent, sort everything at once instead.
-	byPacked := func(a, b orderKey) int {
-		if c := cmp.Compare(a.packed, b.packed); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.pending, b.pending)
-	}
+	// Emission order already groups rows into runs of equal (window, grouping set, start, end).
+	// Order the runs by prefix (stably: runs of one prefix keep their emission order), put the
+	// rows of each prefix side by side, and sort each prefix's rows by packed ranks with a stable
+	// LSD radix sort. Rows of equal key thus stay in emission order, and the store keeps the last.
 	o.runs = o.runs[:0]
 	for lo := 0; lo < len(o.keys); {
 		hi := lo + 1
 		for hi < len(o.keys) && comparePrefix(&o.keys[lo], &o.keys[hi]) == 0 {
 			hi++
 		}
-		slices.SortFunc(o.keys[lo:hi], byPacked)
 		o.runs = append(o.runs, [2]int{lo, hi})
 		lo = hi
 	}
 	slices.SortStableFunc(o.runs, func(a, b [2]int) int { return comparePrefix(&o.keys[a[0]], &o.keys[b[0]]) })
-	distinct := true
-	for i := 1; i < len(o.runs) && distinct; i++ {
-		distinct = comparePrefix(&o.keys[o.runs[i-1][0]], &o.keys[o.runs[i][0]]) != 0
-	}
-	var order []orderKey
-	if distinct {
-		order = o.merged[:0]
-		for _, r := range o.runs {
-			order = append(order, o.keys[r[0]:r[1]]...)
-		}
-		o.merged = order
-	} else {
-		slices.SortFunc(o.keys, func(a, b orderKey) int {
-			if c := comparePrefix(&a, &b); c != 0 {
-				return c
+	o.merged = o.merged[:0]
+	for i := 0; i < len(o.runs); {
+		first := &o.keys[o.runs[i][0]]
+		lo := len(o.merged)
+		for ; i < len(o.runs) && comparePrefix(first, &o.keys[o.runs[i][0]]) == 0; i++ {
+			for _, k := range o.keys[o.runs[i][0]:o.runs[i][1]] {
+				o.merged = append(o.merged, rankedRow{packed: k.packed, pending: k.pending})
 			}
-			return byPacked(a, b)
-		})
-		order = o.keys
+		}
+		total := uint(0)
+		for _, p := range c.plan.GroupingSets[first.gsIndex].Project {
+			total += width[p]
+		}
+		o.sortRanked(o.merged[lo:], total)
 	}
 	sorted := c.sortedScratch[:0]
-	for _, k := range order {
+	for _, k := range o.merged {
 		sorted = append(sorted, c.pending[k.pending])
 	}
 	c.pending, c.sortedScratch = sorted, c.pending
+}
+
+// radixMin is the shortest slice that sortRanked radix-sorts; shorter ones are insertion-sorted.
+const radixMin = 64
+
+// sortRanked sorts rows stably by packed, whose values are below 1<<bits: an LSD radix sort with
+// 8-bit digits (Knuth, TAOCP vol. 3, 5.2.5), one counting pass per digit, skipping digits that
+// every row shares. It costs O(len(rows) · bits/8) and no comparisons.
+func (o *rowOrder) sortRanked(rows []rankedRow, bits uint) {
+	if len(rows) < radixMin {
+		for i := 1; i < len(rows); i++ {
+			for j := i; j > 0 && rows[j].packed < rows[j-1].packed; j-- {
+				rows[j], rows[j-1] = rows[j-1], rows[j]
+			}
+		}
+		return
+	}
+	if cap(o.tmp) < len(rows) {
+		o.tmp = make([]rankedRow, len(rows))
+	}
+	src, dst := rows, o.tmp[:len(rows)]
+	for shift := uint(0); shift < bits; shift += 8 {
+		count := &o.count
+		*count = [256]int32{}
+		for i := range src {
+			count[byte(src[i].packed>>shift)]++
+		}
+		if int(count[byte(src[0].packed>>shift)]) == len(src) {
+			continue // every row has this digit
+		}
+		var sum int32
+		for d, n := range count {
+			count[d] = sum
+			sum += n
+		}
+		for i := range src {
+			d := byte(src[i].packed >> shift)
+			dst[count[d]] = src[i]
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &rows[0] {
+		copy(rows, src)
+	}
 }
 
 // comparePrefix orders keys by (window, grouping set, start, end).

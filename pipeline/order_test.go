@@ -2,9 +2,9 @@ package pipeline
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -13,8 +13,10 @@ import (
 )
 
 // TestSortPendingKeyOrder emits random rows of every grouping set, in an order that repeats
-// prefixes non-adjacently, and checks that sortPending leaves them in the byte order of their
-// primary keys (the order the store's bulk load needs), as AppendKey defines it.
+// prefixes non-adjacently and then as window closes do (long runs of one prefix, long enough for
+// the radix sort), and checks that sortPending leaves exactly the order of a stable sort by their
+// primary keys' bytes (the order the store's bulk load needs, rows of equal key in emission
+// order), as AppendKey defines it.
 func TestSortPendingKeyOrder(t *testing.T) {
 	dir := t.TempDir()
 	model := writeModel(t, dir, `version: 1
@@ -46,28 +48,48 @@ cubes:
 			ns.ID([]byte(w))
 		}
 	}
-	for round := 0; round < 3; round++ {
-		for i := 0; i < 3000; i++ {
-			gsi := r.Intn(len(c.plan.GroupingSets))
+	seq := 0.0
+	for round := 0; round < 4; round++ {
+		emit := func(gsi, window int, start, end int64) {
 			gs := c.plan.GroupingSets[gsi]
-			row := aggregate.Row{Window: r.Intn(2), GroupingSet: gsi, Start: int64(r.Intn(3)) * 3_600_000, Values: []float64{1}}
-			row.End = row.Start + int64(1+r.Intn(2))*3_600_000
+			row := aggregate.Row{Window: window, GroupingSet: gsi, Start: start, End: end, Values: []float64{seq}}
+			seq++
 			for _, p := range gs.Project {
 				row.Dims = append(row.Dims, uint32(r.Intn(c.dimNS[p].Len())))
 			}
 			c.collect(&row)
 		}
-		c.sortPending()
-		var prev []byte
-		for i := range c.pending {
-			k := sink.AppendKey(nil, c.table, &c.pending[i])
-			if prev != nil && bytes.Compare(prev, k) > 0 {
-				t.Fatalf("round %d: row %d out of key order: %q after %q", round, i, k, prev)
+		if round < 3 {
+			// Prefixes in random order: runs of one row, each prefix in many runs.
+			for i := 0; i < 3000; i++ {
+				start := int64(r.Intn(3)) * 3_600_000
+				emit(r.Intn(len(c.plan.GroupingSets)), r.Intn(2), start, start+int64(1+r.Intn(2))*3_600_000)
 			}
-			prev = k
+		} else {
+			// As a window close emits: long runs of one prefix (radix-sorted), one prefix
+			// again in a later run, equal keys within a run.
+			for _, gsi := range []int{0, 1, 0, 2, 3} {
+				for i := 0; i < 700; i++ {
+					emit(gsi, 1, 0, 3_600_000)
+				}
+			}
 		}
-		if len(c.pending) != 3000 {
-			t.Fatal(fmt.Sprint("rows lost: ", len(c.pending)))
+		// The oracle: rows stably sorted by their encoded keys, so that of equal keys the
+		// later emission comes later (the store keeps the last).
+		want := make([]sink.Row, len(c.pending))
+		copy(want, c.pending)
+		sort.SliceStable(want, func(i, j int) bool {
+			return bytes.Compare(sink.AppendKey(nil, c.table, &want[i]), sink.AppendKey(nil, c.table, &want[j])) < 0
+		})
+		c.sortPending()
+		if len(c.pending) != len(want) {
+			t.Fatalf("round %d: %d rows after sorting, want %d", round, len(c.pending), len(want))
+		}
+		for i := range want {
+			if got := c.pending[i].Values[0]; got != want[i].Values[0] {
+				t.Fatalf("round %d: row %d is emission %v (key %q), want emission %v (key %q)", round, i,
+					got, sink.AppendKey(nil, c.table, &c.pending[i]), want[i].Values[0], sink.AppendKey(nil, c.table, &want[i]))
+			}
 		}
 		c.pending = c.pending[:0]
 		c.dimArena, c.valArena, c.idArena, c.pendingIDs, c.pendingGS = nil, nil, nil, nil, nil

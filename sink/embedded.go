@@ -34,6 +34,7 @@ type scratch struct {
 	intern       interner
 	arena        []byte   // encoded keys and values of an ingested write
 	spans        []kvSpan // rows of arena, sorted by key
+	sstBuf       []byte   // write buffer of the staged sstables
 }
 
 // OpenEmbedded returns the result store over db. The database is shared with other state (other
@@ -76,7 +77,8 @@ func checkRow(table string, i int, r *Row) error {
 }
 
 // Write upserts rows into table in one pebble batch committed with pebble.Sync: when Write
-// returns nil every row is durable, and when it returns an error none was written. A row whose
+// returns nil every row is durable, and when it returns an error none was written (except for
+// a large write with ingestion enabled, which may have stored its short runs: see EnableIngest). A row whose
 // primary key is already stored replaces it. Rows with an out-of-range Window are an error (and
 // nothing is written). Write does not keep rows; it allocates nothing per row in steady state.
 func (e *Embedded) Write(table string, rows []Row) error {

@@ -451,8 +451,9 @@ func TestDeleteBefore(t *testing.T) {
 }
 
 // TestIngestUpserts mixes batch writes and ingested writes of overlapping keys (and duplicates
-// inside one ingested write) and checks every stored row against last-write-wins over the
-// written sequence.
+// inside one ingested write, and large writes whose short runs go through a batch) and checks
+// every stored row against last-write-wins over the written sequence, and that only the long
+// runs of a write became sstables.
 func TestIngestUpserts(t *testing.T) {
 	dir := t.TempDir()
 	db, err := OpenDir(filepath.Join(dir, "db"))
@@ -470,7 +471,13 @@ func TestIngestUpserts(t *testing.T) {
 		return Row{Window: r.IntN(2), GroupingSet: uint16(r.IntN(3)), Start: int64(r.IntN(50)) * 60000,
 			End: int64(r.IntN(3)), Dims: []string{fmt.Sprint("d", r.IntN(40))}, Values: []float64{r.Float64()}, Version: uint64(r.Int64())}
 	}
-	for round := 0; round < 6; round++ {
+	ingested := func() (n uint64) {
+		for _, l := range db.Metrics().Levels {
+			n += l.TablesIngested
+		}
+		return n
+	}
+	for round := 0; round < 8; round++ {
 		n := 100
 		if round%2 == 1 {
 			n = IngestMinRows + 500 // ingested
@@ -478,11 +485,32 @@ func TestIngestUpserts(t *testing.T) {
 		var rows []Row
 		for i := 0; i < n; i++ {
 			row := mk()
+			if round >= 6 && i%10 != 0 {
+				// Skewed: one long run (window 1, grouping set 2); the other five prefixes
+				// get about 90 rows each, too few for an sstable of their own.
+				row.Window, row.GroupingSet = 1, 2
+			}
 			rows = append(rows, row)
 			want[string(AppendKey(nil, "t", &row))] = row
 		}
+		// An empty memtable: an sstable overlapping it would be ingested at its next flush
+		// and counted only then.
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		before := ingested()
 		if err := e.Write("t", rows); err != nil {
 			t.Fatal(err)
+		}
+		tables := 0 // one per (window, grouping set) run of ingestRunMin rows or more
+		if n >= IngestMinRows {
+			tables = 6
+			if round >= 6 {
+				tables = 1
+			}
+		}
+		if got := ingested() - before; got != uint64(tables) {
+			t.Fatalf("round %d: %d sstables ingested, want %d", round, got, tables)
 		}
 	}
 	got := 0

@@ -10,7 +10,8 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/objstorage"
 	"github.com/cockroachdb/pebble/sstable"
 	"github.com/cockroachdb/pebble/vfs"
 )
@@ -28,7 +29,11 @@ var ingestSeq atomic.Uint64
 // other) each run lies after every stored key of its grouping set, so pebble places it in the
 // bottom level and never compacts it again: this is the bulk-load path of LSM stores (RocksDB's
 // IngestExternalFile), and it removes the memtable insert, flush and L0 compactions from the
-// cost of emitting results. It must be called before the Embedded is used.
+// cost of emitting results. Runs shorter than ingestRunMin rows (small grouping sets) go
+// through a batch instead, committed before the ingestion: such a Write is then applied in two
+// steps, and on an error the batch's rows may be stored without the ingested ones. Every row is
+// an upsert, so writing the same rows again (the pipeline retries until a write succeeds)
+// stores them all. It must be called before the Embedded is used.
 func (e *Embedded) EnableIngest(dir string) error {
 	// Files left by a process that died mid-write were never ingested: start empty.
 	if err := os.RemoveAll(dir); err != nil {
@@ -65,6 +70,42 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 		s.sortSpans(rows, table)
 	}
 	spans := s.spans
+	// Runs of one (window, grouping set) shorter than ingestRunMin go into a batch: an sstable
+	// costs a file (create, write, sync, link, a manifest edit) whatever its size, which a few
+	// rows do not repay. Their keys lie outside every ingested file's range (another prefix), so
+	// ingestion never has to flush them first.
+	var b *pebble.Batch
+	defer func() {
+		if b != nil {
+			b.Close()
+		}
+	}()
+	large := 0
+	for lo := 0; lo < len(spans); {
+		hi := runEnd(rows, spans, lo)
+		if hi-lo >= ingestRunMin {
+			large += hi - lo
+			lo = hi
+			continue
+		}
+		if b == nil {
+			b = e.db.NewBatch()
+		}
+		for _, sp := range spans[lo:hi] {
+			if err := b.Set(key(sp), arena[sp.v0:sp.end], nil); err != nil {
+				return fmt.Errorf("writing row %d of %d to table %q: %w", sp.i, len(rows), table, err)
+			}
+		}
+		lo = hi
+	}
+	if b != nil {
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("committing %d rows to table %q: %w", len(spans)-large, table, err)
+		}
+	}
+	if large == 0 {
+		return nil
+	}
 	var paths []string
 	defer func() {
 		for _, p := range paths {
@@ -72,46 +113,56 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 		}
 	}()
 	format := e.db.FormatMajorVersion().MaxTableFormat()
-	var w *sstable.Writer
-	var prefix []byte
-	finish := func() error {
-		if w == nil {
-			return nil
+	for lo := 0; lo < len(spans); {
+		hi := runEnd(rows, spans, lo)
+		if hi-lo < ingestRunMin {
+			lo = hi
+			continue
 		}
-		err := w.Close()
-		w = nil
-		return err
-	}
-	for _, sp := range spans {
-		r := &rows[sp.i]
-		p := AppendScanPrefix(s.lower[:0], table, r.Window, r.GroupingSet)
-		s.lower = p
-		if w == nil || !bytes.Equal(p, prefix) {
-			if err := finish(); err != nil {
+		path := filepath.Join(e.ingestDir, fmt.Sprintf("%d-%d.sst", os.Getpid(), ingestSeq.Add(1)))
+		f, err := vfs.Default.Create(path)
+		if err != nil {
+			return fmt.Errorf("creating sstable for table %q: %w", table, err)
+		}
+		paths = append(paths, path)
+		if cap(s.sstBuf) < sstWriteBuffer {
+			s.sstBuf = make([]byte, 0, sstWriteBuffer)
+		}
+		w := sstable.NewWriter(&sstFile{f: f, buf: s.sstBuf[:0]}, sstable.WriterOptions{TableFormat: format})
+		for _, sp := range spans[lo:hi] {
+			if err := w.Set(key(sp), arena[sp.v0:sp.end]); err != nil {
+				w.Close()
 				return fmt.Errorf("writing sstable for table %q: %w", table, err)
 			}
-			prefix = append(prefix[:0], p...)
-			path := filepath.Join(e.ingestDir, fmt.Sprintf("%d-%d.sst", os.Getpid(), ingestSeq.Add(1)))
-			f, err := vfs.Default.Create(path)
-			if err != nil {
-				return fmt.Errorf("creating sstable for table %q: %w", table, err)
-			}
-			paths = append(paths, path)
-			w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: format})
 		}
-		if err := w.Set(key(sp), arena[sp.v0:sp.end]); err != nil {
-			w.Close()
-			w = nil
+		if err := w.Close(); err != nil {
 			return fmt.Errorf("writing sstable for table %q: %w", table, err)
 		}
-	}
-	if err := finish(); err != nil {
-		return fmt.Errorf("writing sstable for table %q: %w", table, err)
+		lo = hi
 	}
 	if err := e.db.Ingest(paths); err != nil {
-		return fmt.Errorf("ingesting %d rows into table %q: %w", len(spans), table, err)
+		return fmt.Errorf("ingesting %d rows into table %q: %w", large, table, err)
 	}
 	return nil
+}
+
+// ingestRunMin is the fewest rows of one (window, grouping set) in a Write that get an sstable of
+// their own; shorter runs are written through a batch.
+const ingestRunMin = 256
+
+// runEnd returns the end of the run of spans, from lo, whose rows share lo's (window, grouping
+// set): the rows of one sstable.
+func runEnd(rows []Row, spans []kvSpan, lo int) int {
+	first := &rows[spans[lo].i]
+	hi := lo + 1
+	for hi < len(spans) {
+		r := &rows[spans[hi].i]
+		if r.Window != first.Window || r.GroupingSet != first.GroupingSet {
+			break
+		}
+		hi++
+	}
+	return hi
 }
 
 // sortSpans sorts s.spans by key and drops all but the last of equal keys.
@@ -164,3 +215,56 @@ type kvSpan struct {
 	abbrev         uint64
 	k0, v0, end, i int32
 }
+
+// sstWriteBuffer is the write buffer of a staged sstable: pebble's own file writable
+// (objstorageprovider.NewFileWritable) makes a write system call per 4 KiB.
+const sstWriteBuffer = 256 << 10
+
+// sstFile is the objstorage.Writable of a staged sstable: a file written through buf (its
+// capacity is the buffer), synced and closed by Finish.
+type sstFile struct {
+	f   vfs.File
+	buf []byte
+}
+
+var _ objstorage.Writable = (*sstFile)(nil)
+
+// Write implements objstorage.Writable.
+func (w *sstFile) Write(p []byte) error {
+	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+n]
+		p = p[n:]
+	}
+	return nil
+}
+
+func (w *sstFile) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// Finish implements objstorage.Writable: the buffered bytes are written and the file synced
+// and closed.
+func (w *sstFile) Finish() error {
+	err := w.flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Abort implements objstorage.Writable.
+func (w *sstFile) Abort() { w.f.Close() }
