@@ -128,17 +128,33 @@ func queryableEvents(addr string) (int64, error) {
 //     broker to pay for.
 //  2. The peer on the same file: ../shared/bench/run_peer.sh (ClickHouse materialized views
 //     over AggregatingMergeTree, server + client CPU); x-peer is the ratio of the two rates.
-//  3. Latency: a producer sends events stamped with the current time at 80% of phase 1's
-//     events/s (wall; CUBED_BENCH_LIVE_PERCENT changes the share) for 40 s into a new topic; every 100 ms the query API is asked how many
-//     events it sees. Event k (in produce order) is queryable at the first poll that sees at
-//     least k events; latency-p50-s and latency-p99-s are over the events produced after a 5 s
-//     warm-up. (With 4 partitions the events become visible nearly, not exactly, in produce
-//     order; the error is at most one poll batch.)
+//  3. Latency, once per share of phase 1's events/s (wall) in CUBED_BENCH_LIVE_PERCENT (comma
+//     separated, default 50,80): a producer in this process sends events stamped with the
+//     current time at that rate for 40 s into a new topic (a new cube each time); every 100 ms
+//     the query API is asked how many events it sees. Event k (in produce order) is queryable
+//     at the first poll that sees at least k events; latency-p50-s@N% and latency-p99-s@N% are
+//     over the events produced after a 5 s warm-up. (With 4 partitions the events become
+//     visible nearly, not exactly, in produce order; the error is at most one poll batch.)
+//     Phase 1 had the machine to cubed and ClickHouse; here the producer and the broker run
+//     beside them (the cores each used are logged), so on a small machine a high share
+//     saturates it and measures queueing.
 //
 // Run it with `make bench-clickhouse`.
 func BenchmarkKafkaToClickHouse(b *testing.B) {
 	n := benchEnvInt(b, "CUBED_BENCH_EVENTS", 2_000_000)
 	users := benchEnvInt(b, "CUBED_BENCH_USERS", 180_000)
+	shares := os.Getenv("CUBED_BENCH_LIVE_PERCENT")
+	if shares == "" {
+		shares = "50,80"
+	}
+	var pcts []int
+	for _, f := range strings.Split(shares, ",") {
+		pct, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pct <= 0 || len(pcts) == 4 {
+			b.Fatalf("CUBED_BENCH_LIVE_PERCENT=%q: want up to 4 comma-separated positive integers", shares)
+		}
+		pcts = append(pcts, pct)
+	}
 	peerDir := filepath.Join(repoRoot(b), "..", "shared", "bench")
 	if _, err := os.Stat(filepath.Join(peerDir, "run_peer.sh")); err != nil {
 		b.Fatalf("the peer benchmark is missing: %v", err)
@@ -160,7 +176,7 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	lines := readEventLines(b, events)
 
 	srv := chtest.Start(b)
-	brokerAddr, brokerCmd, stopBroker := startBrokerCmd(b, filepath.Join(tmp, "broker"), freePort(b), "backlog:4,live:4")
+	brokerAddr, brokerCmd, stopBroker := startBrokerCmd(b, filepath.Join(tmp, "broker"), freePort(b), "backlog:4,live0:4,live1:4,live2:4,live3:4")
 	defer stopBroker()
 	brokerPID := brokerCmd.Process.Pid
 	produce := producer(b, []string{brokerAddr}, "backlog", 4)
@@ -233,11 +249,19 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	b.Logf("%s", bytes.TrimSpace(peerOut))
 	b.StartTimer()
 
-	// Phase 3: event-to-queryable latency at 80% (CUBED_BENCH_LIVE_PERCENT) of the throughput.
-	pct := benchEnvInt(b, "CUBED_BENCH_LIVE_PERCENT", 80)
-	liveRate := float64(pct) / 100 * wallRate
-	p50, p99, behind := liveLatency(b, srv, brokerAddr, brokerPID, lines, liveRate, filepath.Join(tmp, "live.yaml"), filepath.Join(tmp, "data-live"))
-	b.Logf("at %.0f events/s (%d%% of %.0f): event-to-queryable p50 %.2fs, p99 %.2fs; %d events never seen", liveRate, pct, wallRate, p50, p99, behind)
+	// Phase 3: event-to-queryable latency at shares of the throughput.
+	type latency struct {
+		pct      int
+		p50, p99 float64
+	}
+	var lats []latency
+	for i, pct := range pcts {
+		liveRate := float64(pct) / 100 * wallRate
+		topic := fmt.Sprintf("live%d", i)
+		p50, p99, behind := liveLatency(b, srv, brokerAddr, brokerPID, topic, lines, liveRate, filepath.Join(tmp, topic+".yaml"), filepath.Join(tmp, "data-"+topic))
+		b.Logf("at %.0f events/s (%d%% of %.0f): event-to-queryable p50 %.2fs, p99 %.2fs; %d events never seen", liveRate, pct, wallRate, p50, p99, behind)
+		lats = append(lats, latency{pct, p50, p99})
+	}
 
 	b.ReportMetric(rate, "events/cpu-s")
 	b.ReportMetric(peerRate, "peer-events/cpu-s")
@@ -247,8 +271,10 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	b.ReportMetric(chCPU.Seconds(), "clickhouse-cpu-s")
 	b.ReportMetric(brokerCPU.Seconds(), "broker-cpu-s")
 	b.ReportMetric(inserted/wall.Seconds(), "rows/s")
-	b.ReportMetric(p50, "latency-p50-s")
-	b.ReportMetric(p99, "latency-p99-s")
+	for _, l := range lats {
+		b.ReportMetric(l.p50, fmt.Sprintf("latency-p50-s@%d%%", l.pct))
+		b.ReportMetric(l.p99, fmt.Sprintf("latency-p99-s@%d%%", l.pct))
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -290,17 +316,17 @@ func stopProcess(p *cubedProcess) {
 // It logs the CPU that each process used while the producer ran, in cores: on a small machine
 // the producer (this process) and the broker take their share of the cores that phase 1 gave
 // to cubed and ClickHouse alone.
-func liveLatency(b *testing.B, srv *chtest.Server, broker string, brokerPID int, lines [][]byte, rate float64, cfg, dataDir string) (p50, p99 float64, missing int64) {
+func liveLatency(b *testing.B, srv *chtest.Server, broker string, brokerPID int, topic string, lines [][]byte, rate float64, cfg, dataDir string) (p50, p99 float64, missing int64) {
 	b.Helper()
 	const produceFor, warmUp, tick = 40 * time.Second, 5 * time.Second, 10 * time.Millisecond
-	if err := os.WriteFile(cfg, []byte(benchModel(broker, "live", srv.Addr())), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(benchModel(broker, topic, srv.Addr())), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	httpAddr := freeAddr(b)
 	p := startRun(b, cfg, dataDir, httpAddr)
 	defer stopProcess(p)
 	p.waitReady(b, httpAddr, time.Minute)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic("live"), kgo.ProducerLinger(2*time.Millisecond))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(2*time.Millisecond))
 	if err != nil {
 		b.Fatal(err)
 	}
