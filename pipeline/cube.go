@@ -69,6 +69,15 @@ type cubeRun struct {
 	order         rowOrder
 	sortedScratch []sink.Row
 	version       uint64
+	peakPending   int // the most pending rows written at once
+	// spill is set while advance runs the aggregator's emission: collect writes the pending
+	// rows out every maxPendingRows (spillErr keeps the first error, which advance returns).
+	spill struct {
+		ctx context.Context
+		now time.Time
+		on  bool
+		err error
+	}
 
 	lastRetention time.Time
 	ck            checkpointState
@@ -420,6 +429,7 @@ func (c *cubeRun) collect(r *aggregate.Row) {
 		Dims: c.dimArena[d0:len(c.dimArena):len(c.dimArena)], Values: c.valArena[v0:len(c.valArena):len(c.valArena)],
 		Version: c.version,
 	})
+	c.spillPending()
 }
 
 // advance moves the watermark, early-fires windows whose emit_every has passed (when early is
@@ -428,6 +438,7 @@ func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bo
 	if err := c.agg.Err(); err != nil {
 		return fmt.Errorf("cube %q: %w (restart resumes from the last checkpoint)", c.name, err)
 	}
+	c.spill.ctx, c.spill.now, c.spill.on, c.spill.err = ctx, now, true, nil
 	c.agg.Advance(wm, c.collect)
 	if early {
 		for w, spec := range c.plan.Windows {
@@ -436,6 +447,10 @@ func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bo
 				c.lastEmit[w] = now
 			}
 		}
+	}
+	c.spill.on, c.spill.ctx = false, nil
+	if err := c.spill.err; err != nil {
+		return err
 	}
 	if err := c.toClickHouse(ctx, now, wm == math.MaxInt64); err != nil {
 		return err
@@ -466,10 +481,39 @@ func (c *cubeRun) applyRetention(now time.Time) {
 	}
 }
 
-// flush writes pending rows to the embedded store (unless the cube has none: sink.embedded
-// false), retrying with backoff until it succeeds or ctx ends (rows are never dropped).
+// maxPendingRows bounds the rows one emission holds before they are written: a window of
+// millions of groups closing (or a restart's first early fire) is written in chunks of this
+// many rows, about 60 MB of them, instead of being held whole. A variable for the tests.
+var maxPendingRows = 1 << 18
+
+// spillPending writes the pending rows (ClickHouse buffer, then the embedded store) while an
+// emission is still running, once they reach maxPendingRows.
+func (c *cubeRun) spillPending() {
+	if !c.spill.on || c.spill.err != nil || len(c.pending) < maxPendingRows {
+		return
+	}
+	if err := c.toClickHouse(c.spill.ctx, c.spill.now, false); err != nil {
+		c.spill.err = err
+		return
+	}
+	c.spill.err = c.writePending(c.spill.ctx, c.spill.now)
+}
+
+// flush writes pending rows (writePending) and publishes the status.
 func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
+	if err := c.writePending(ctx, now); err != nil {
+		return err
+	}
+	c.publish(now)
+	return nil
+}
+
+// writePending writes pending rows to the embedded store (unless the cube has none:
+// sink.embedded false), retrying with backoff until it succeeds or ctx ends (rows are never
+// dropped), and empties them.
+func (c *cubeRun) writePending(ctx context.Context, now time.Time) error {
 	if len(c.pending) > 0 {
+		c.peakPending = max(c.peakPending, len(c.pending))
 		embedded := !c.plan.Cube.Sink.NoEmbedded
 		if embedded && len(c.pending) >= sink.IngestMinRows {
 			c.sortPending()
@@ -504,7 +548,6 @@ func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 		c.st.sinkErr = ""
 		c.mu.Unlock()
 	}
-	c.publish(now)
 	return nil
 }
 
