@@ -961,9 +961,11 @@ func (b *ClickHouseBuffer) markStored(n int) {
 func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 
 // Add copies rows into the buffer (the caller keeps ownership of rows) and, when the buffer is
-// due at now, hands them to the writer. It blocks only while the writer is busy and the buffer
-// already holds a batch; it returns the error of a write that failed since the last call. Call
-// it with no rows to write a buffer that became due with time. ctx bounds the write it starts.
+// due at now, hands them to the writer. It blocks while the writer is busy and the buffer holds
+// a full batch besides, and while the write in flight is failing (ClickHouse down) until it gets
+// through; it returns the error of a write that failed for good (its context ended, or an error
+// retrying cannot fix). Call it with no rows to write a buffer that became due with time. ctx
+// bounds the write it starts.
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
 	b.fill.add(rows)
 	b.n.Add(int64(len(rows)))
