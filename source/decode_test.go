@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -575,5 +577,60 @@ func TestLineReaderReuse(t *testing.T) {
 		if err != nil || !bytes.Equal([]byte(rec[1]), []byte(fmt.Sprintf("b%d", i))) {
 			t.Fatalf("read %d: %q %v", i, rec, err)
 		}
+	}
+}
+
+// TestParseDecimal: the fast path returns exactly (bit for bit) what strconv.ParseFloat returns
+// for random decimal texts of 1 to 15 digits (the fast path) and of 16 to 19 digits (strconv's
+// path through parseFloat), and leaves every other syntax to strconv.
+func TestParseDecimal(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	fast := 0
+	for n := 0; n < 200000; n++ {
+		nd := 1 + r.Intn(19)
+		text := make([]byte, 0, 24)
+		if r.Intn(3) == 0 {
+			text = append(text, '-')
+		}
+		point := r.Intn(nd + 1) // digits before the point; nd means no point
+		for i := 0; i < nd; i++ {
+			if i == point && i > 0 {
+				text = append(text, '.')
+			}
+			text = append(text, byte('0'+r.Intn(10)))
+		}
+		want, err := strconv.ParseFloat(string(text), 64)
+		if err != nil {
+			t.Fatalf("strconv rejects %q: %v", text, err)
+		}
+		got, ok := parseDecimal(text)
+		if ok {
+			fast++
+			if nd > 15 {
+				t.Fatalf("parseDecimal(%q) took the fast path with %d digits", text, nd)
+			}
+			if math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("parseDecimal(%q) = %v (%#x), strconv says %v (%#x)", text, got, math.Float64bits(got), want, math.Float64bits(want))
+			}
+		} else if nd <= 15 {
+			t.Fatalf("parseDecimal(%q) refused a plain %d-digit decimal", text, nd)
+		}
+		if got, err := parseFloat(text); err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("parseFloat(%q) = %v, %v; want %v", text, got, err, want)
+		}
+	}
+	if fast < 100000 {
+		t.Fatalf("only %d texts took the fast path", fast)
+	}
+	for _, s := range []string{"", "-", "1.", ".5", "+1", "1e5", "1E-3", "0x10", "1_000", "NaN", "inf", "1.2.3", "12a", " 1", "--1"} {
+		if f, ok := parseDecimal([]byte(s)); ok {
+			t.Errorf("parseDecimal(%q) = %v, want it left to strconv", s, f)
+		}
+	}
+	if f, ok := parseDecimal([]byte("-0")); !ok || !math.Signbit(f) || f != 0 {
+		t.Errorf(`parseDecimal("-0") = %v, %v; want -0`, f, ok)
+	}
+	if f, ok := parseDecimal([]byte("0.1")); !ok || f != 0.1 {
+		t.Errorf(`parseDecimal("0.1") = %v, %v; want 0.1`, f, ok)
 	}
 }
