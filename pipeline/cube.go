@@ -169,11 +169,8 @@ type decodeWorker struct {
 	ids    []uint32
 	// dimCache holds, per dimension, the ids of values this worker has seen: dimension values
 	// repeat on nearly every event, so most lookups skip the shared dictionary's locks.
-	dimCache []map[string]uint32
+	dimCache []*valueCache
 }
-
-// dimCacheMax bounds each worker's per-dimension cache; a full cache starts over.
-const dimCacheMax = 1 << 16
 
 type badRecord struct {
 	rec int
@@ -226,7 +223,7 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 		}
 		dw := &decodeWorker{dec: dec, dims: make([]uint32, len(p.Dimensions)), ids: make([]uint32, len(p.DistinctFields))}
 		for range p.Dimensions {
-			dw.dimCache = append(dw.dimCache, map[string]uint32{})
+			dw.dimCache = append(dw.dimCache, newValueCache())
 		}
 		c.workers = append(c.workers, dw)
 	}
@@ -351,16 +348,7 @@ func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int
 			continue
 		}
 		for j, v := range dw.ev.Dims {
-			cache := dw.dimCache[j]
-			id, ok := cache[string(v)]
-			if !ok {
-				id = c.dimNS[j].ID(v)
-				if len(cache) >= dimCacheMax {
-					clear(cache)
-				}
-				cache[string(v)] = id
-			}
-			dw.dims[j] = id
+			dw.dims[j] = dw.dimCache[j].id(v, c.dimNS[j])
 		}
 		for f, v := range dw.ev.IDs {
 			if len(v) == 0 {
