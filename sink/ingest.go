@@ -128,7 +128,7 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 		if cap(s.sstBuf) < sstWriteBuffer {
 			s.sstBuf = make([]byte, 0, sstWriteBuffer)
 		}
-		w := sstable.NewWriter(&sstFile{f: f, buf: s.sstBuf[:0]}, sstable.WriterOptions{TableFormat: format})
+		w := sstable.NewWriter(&sstFile{f: f, buf: s.sstBuf[:0]}, sstable.WriterOptions{TableFormat: format, BlockSize: ingestBlockSize})
 		for _, sp := range spans[lo:hi] {
 			if err := w.Set(key(sp), arena[sp.v0:sp.end]); err != nil {
 				w.Close()
@@ -145,6 +145,13 @@ func (e *Embedded) ingestRows(table string, rows []Row) error {
 	}
 	return nil
 }
+
+// ingestBlockSize is the data block size of ingested sstables (pebble's default is 4 KiB). Rows
+// are written in whole runs and read by range scans, so bigger blocks cost queries little and
+// save per-block work (index entries, snappy calls, checksums): in three profiles of
+// BenchmarkEndToEnd each, sstable.Writer.Set took 0.21–0.30 s instead of 0.30–0.36 s, and the
+// store shrank from 44.9 to 37.3 MB (snappy compresses longer blocks better).
+const ingestBlockSize = 32 << 10
 
 // ingestRunMin is the fewest rows of one (window, grouping set) in a Write that get an sstable of
 // their own; shorter runs are written through a batch.
