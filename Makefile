@@ -70,7 +70,7 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
-	$(BIN) lint configs/*.yaml 2>/dev/null || $(GO) run ./cmd/cubed lint configs/*.yaml
+	$(GO) run ./cmd/cubed lint configs/*.yaml
 
 clean:
 	rm -rf bin $(DATA_DIR)
