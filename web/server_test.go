@@ -476,6 +476,9 @@ func TestOperationalEndpoints(t *testing.T) {
 	f.b.ready = true
 	f.b.mu.Unlock()
 	check("GET", "/-/ready", 200, "OK")
+	// The Go runtime's profiles, as net/http/pprof serves them.
+	check("GET", "/debug/pprof/", 200, "goroutine")
+	check("GET", "/debug/pprof/goroutine?debug=1", 200, "goroutine profile: total")
 
 	body = check("GET", "/api/v1/status", 200, `"status":"success"`)
 	if string(body) != `{"status":"success","data":{"cubes":[{"events_total":39244,"name":"edits"}]}}`+"\n" {
