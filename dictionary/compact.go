@@ -308,13 +308,6 @@ func (n *memNamespace) values(from, to uint32) []string {
 	return out
 }
 
-func (n *memNamespace) Unpersisted() (uint32, []string) {
-	n.mu.Lock()
-	from := n.persisted
-	n.mu.Unlock()
-	return from, n.values(from, uint32(n.Len()))
-}
-
 func (n *memNamespace) VisitUnpersisted(fn func(id uint32, v []byte) error) (uint32, error) {
 	n.mu.Lock()
 	from := n.persisted

@@ -27,13 +27,10 @@ type Namespace interface {
 	// Snapshot returns the values of every id assigned so far, indexed by id. The slice is
 	// never modified afterwards (later ids are not in it), so it may be read without locks.
 	Snapshot() []string
-	// Unpersisted returns the ids assigned since the last MarkPersisted: ids from, from+1, …
-	// map to values[0], values[1], …. The caller writes them durably, then calls MarkPersisted.
-	Unpersisted() (from uint32, values []string)
-	// VisitUnpersisted is Unpersisted without a string per value: it calls fn with each id
-	// assigned since the last MarkPersisted, in id order, and its value's bytes, valid only
-	// during the call, and returns the id after the last one visited (for MarkPersisted). It
-	// stops at fn's first error and returns it.
+	// VisitUnpersisted calls fn with each id assigned since the last MarkPersisted, in id
+	// order, and its value's bytes, valid only during the call (no string per value), and
+	// returns the id after the last one visited. The caller writes them durably, then calls
+	// MarkPersisted with that id. It stops at fn's first error and returns it.
 	VisitUnpersisted(fn func(id uint32, v []byte) error) (upto uint32, err error)
 	// MarkPersisted records that every id below upto is durable.
 	MarkPersisted(upto uint32)

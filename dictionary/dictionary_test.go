@@ -68,13 +68,27 @@ func TestConcurrentAssign(t *testing.T) {
 	}
 }
 
+// unpersisted returns the ids assigned since the last MarkPersisted, read with
+// VisitUnpersisted: ids from, from+1, … map to vals[0], vals[1], ….
+func unpersisted(t *testing.T, ns Namespace) (from uint32, vals []string) {
+	t.Helper()
+	upto, err := ns.VisitUnpersisted(func(_ uint32, v []byte) error {
+		vals = append(vals, string(v))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return upto - uint32(len(vals)), vals
+}
+
 // TestPersistRestore: ids handed out, persisted in two rounds, then restored into a new
 // dictionary keep their values; a restored namespace goes on with the next id.
 func TestPersistRestore(t *testing.T) {
 	ns := NewMemory().Namespace("x")
 	durable := map[uint32]string{}
 	persist := func() {
-		from, vals := ns.Unpersisted()
+		from, vals := unpersisted(t, ns)
 		for i, v := range vals {
 			durable[from+uint32(i)] = v
 		}
@@ -109,8 +123,8 @@ func TestPersistRestore(t *testing.T) {
 	if err := re.Restore(3, "v3"); err == nil {
 		t.Fatal("Restore out of order accepted")
 	}
-	if from, vals := re.Unpersisted(); from != 15 || len(vals) != 1 || vals[0] != "new" {
-		t.Fatalf("Unpersisted = %d %v", from, vals)
+	if from, vals := unpersisted(t, re); from != 15 || len(vals) != 1 || vals[0] != "new" {
+		t.Fatalf("unpersisted = %d %v", from, vals)
 	}
 }
 
@@ -209,31 +223,18 @@ func TestBoundedCache(t *testing.T) {
 	oracle := map[string]uint32{}
 	ns := NewStored(st).Namespace("c/id/user")
 	ns.SetCacheLimit(64 << 10)
-	visit := false // checkpoints alternate between Unpersisted and VisitUnpersisted
 	checkpoint := func() {
-		visit = !visit
-		if visit {
-			upto, err := ns.VisitUnpersisted(func(id uint32, v []byte) error {
-				st.mu.Lock()
-				st.ids["c/id/user\x00"+string(v)] = id
-				st.vals[id] = string(v)
-				st.mu.Unlock()
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ns.MarkPersisted(upto)
-			return
+		upto, err := ns.VisitUnpersisted(func(id uint32, v []byte) error {
+			st.mu.Lock()
+			st.ids["c/id/user\x00"+string(v)] = id
+			st.vals[id] = string(v)
+			st.mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		from, vals := ns.Unpersisted()
-		st.mu.Lock()
-		for i, v := range vals {
-			st.ids["c/id/user\x00"+v] = from + uint32(i)
-			st.vals[from+uint32(i)] = v
-		}
-		st.mu.Unlock()
-		ns.MarkPersisted(from + uint32(len(vals)))
+		ns.MarkPersisted(upto)
 	}
 	trims := 0
 	for round := 0; round < 40; round++ {
