@@ -395,7 +395,8 @@ func (w batchWriter) DeleteRange(lo, hi []byte) error { return w.b.DeleteRange(l
 // before maybeCheckpoint returns.
 func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, done bool) error {
 	sync := force || !c.ck.async
-	if sync && c.ch != nil && c.ch.buf.Len() > 0 && (force || now.Sub(c.ck.last) >= c.ck.every) {
+	due := force || now.Sub(c.ck.last) >= c.ck.every
+	if sync && due && c.ch != nil && c.ch.buf.Len() > 0 {
 		// Before waiting for the checkpoint in flight, which may wait for these rows.
 		fctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
 		err := c.ch.buf.Flush(fctx)
@@ -408,7 +409,7 @@ func (c *cubeRun) maybeCheckpoint(now time.Time, force bool, fileLine int64, don
 	if err := c.finishCheckpoint(sync); err != nil {
 		return err
 	}
-	if c.ck.inflight != nil || !force && now.Sub(c.ck.last) < c.ck.every {
+	if c.ck.inflight != nil || !due {
 		return nil
 	}
 	if err := c.agg.Err(); err != nil {

@@ -1036,8 +1036,7 @@ func (b *ClickHouseBuffer) collect(ctx context.Context, wait bool) error {
 		b.failed = true
 		return err
 	}
-	b.n.Add(-int64(len(b.fly.rows)))
-	b.fly.reset()
+	b.release(&b.fly)
 	return nil
 }
 
@@ -1050,23 +1049,29 @@ func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
 	if len(b.fly.rows) > 0 || len(b.fill.rows) > 0 {
 		b.last = time.Now()
 	}
-	if len(b.fly.rows) > 0 {
-		if err := b.c.Write(ctx, b.table, b.fly.rows); err != nil {
-			b.failed = true
-			return err
-		}
-		b.markStored(len(b.fly.rows))
-		b.failed = false
-		b.n.Add(-int64(len(b.fly.rows)))
-		b.fly.reset()
+	if err := b.writeNow(ctx, &b.fly); err != nil {
+		b.failed = true
+		return err
 	}
-	if len(b.fill.rows) > 0 {
-		if err := b.c.Write(ctx, b.table, b.fill.rows); err != nil {
-			return err
-		}
-		b.markStored(len(b.fill.rows))
-		b.n.Add(-int64(len(b.fill.rows)))
-		b.fill.reset()
+	b.failed = false
+	return b.writeNow(ctx, &b.fill)
+}
+
+// writeNow writes batch c (one of b's) and waits; once stored, its rows leave the buffer.
+func (b *ClickHouseBuffer) writeNow(ctx context.Context, c *chBatch) error {
+	if len(c.rows) == 0 {
+		return nil
 	}
+	if err := b.c.Write(ctx, b.table, c.rows); err != nil {
+		return err
+	}
+	b.markStored(len(c.rows))
+	b.release(c)
 	return nil
+}
+
+// release drops stored batch c's rows from the buffer and empties c for reuse.
+func (b *ClickHouseBuffer) release(c *chBatch) {
+	b.n.Add(-int64(len(c.rows)))
+	c.reset()
 }
