@@ -484,14 +484,7 @@ cubes:
         database: tls
         tls: {ca_file: %s, server_name: clickhouse.test, cert_file: %s, key_file: %s}
 `, srv.SecureAddr(), rel(files.CA), rel(files.ClientCert), rel(files.ClientKey)))
-	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if _, err := svc.Replay(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	svc := replayed(t, model, filepath.Join(dir, "data"))
 	p := svc.plans[0]
 	ch, table := openCubeTable(t, p)
 	diff, n := compareStores(t, svc, p, ch, table)
@@ -590,14 +583,7 @@ cubes:
       embedded: false
       clickhouse: {addr: %q, database: only}
 `, srv.Addr()))
-	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if _, err := svc.Replay(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	svc := replayed(t, model, filepath.Join(dir, "data"))
 	p := svc.plans[0]
 	gs := p.GroupingSets[0].ID
 	emb := 0

@@ -70,6 +70,21 @@ func peerCube(events, extra, windows string) string {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// replayed opens model over dataDir, replays its file-source cubes to the end and returns the
+// service, closed when the test ends.
+func replayed(t *testing.T, model, dataDir string) *Service {
+	t.Helper()
+	svc, err := Open(model, Options{DataDir: dataDir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	if _, err := svc.Replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
 // TestIdlePartition: partition 1 delivers one early event and then nothing; partition 0 keeps
 // going. Until partition 1 has been idle for idle_timeout it holds the watermark back; after
 // that the watermark follows partition 0 alone and the first hour closes (its rows final).

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -25,14 +24,7 @@ func TestEmissionInChunks(t *testing.T) {
 		saved := maxPendingRows
 		maxPendingRows = limit
 		defer func() { maxPendingRows = saved }()
-		svc, err := Open(model, Options{DataDir: filepath.Join(dir, fmt.Sprint("data", limit)), Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer svc.Close()
-		if _, err := svc.Replay(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		svc := replayed(t, model, filepath.Join(dir, fmt.Sprint("data", limit)))
 		rows := map[string][]float64{}
 		p := svc.plans[0]
 		for w := range p.Windows {
