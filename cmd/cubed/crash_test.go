@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"math/rand"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -48,14 +47,7 @@ func TestReplayCrash(t *testing.T) {
 		subMap(subMap(c, "source"), "file")["path"] = data
 	})
 	cfg := filepath.Join(tmp, "online_retail.yaml")
-	if err := os.WriteFile(cfg, model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cubes, err := oLoadModel(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := computeAsync(cubes)
+	cubes, wait := startOracle(t, cfg, model)
 	dir := filepath.Join(tmp, "data")
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
 	bin := cubedBinary(t)

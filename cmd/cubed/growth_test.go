@@ -38,14 +38,7 @@ func TestNewUsersWikiticker(t *testing.T) {
 		}
 	})
 	cfg := filepath.Join(tmp, "wikiticker.yaml")
-	if err := os.WriteFile(cfg, model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cubes, err := oLoadModel(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := computeAsync(cubes)
+	cubes, wait := startOracle(t, cfg, model)
 	dir := filepath.Join(tmp, "data")
 	sums := runReplay(t, cfg, dir, 120*time.Second)
 	res := wait(t)[0]
@@ -311,14 +304,7 @@ func TestGrowthCrashAcrossRollover(t *testing.T) {
 	data := dataFile(t, "online_retail.csv.gz")
 	tmp := t.TempDir()
 	cfg := filepath.Join(tmp, "retail.yaml")
-	if err := os.WriteFile(cfg, firstCubeModel(t, filepath.Join(repoRoot(t), "configs", "online_retail.yaml"), data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cubes, err := oLoadModel(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := computeAsync(cubes)
+	cubes, wait := startOracle(t, cfg, firstCubeModel(t, filepath.Join(repoRoot(t), "configs", "online_retail.yaml"), data))
 	dir := filepath.Join(tmp, "data")
 	const total = 541909
 	var lastWatermark time.Time

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,14 +25,7 @@ func TestReplayMemoryBudget(t *testing.T) {
 				c["checkpoint_every"] = every[rc.name]
 			})
 			cfg := filepath.Join(tmp, rc.name+".yaml")
-			if err := os.WriteFile(cfg, model, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cubes, err := oLoadModel(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wait := computeAsync(cubes)
+			_, wait := startOracle(t, cfg, model)
 			dir := filepath.Join(tmp, "data")
 			sums := runReplay(t, cfg, dir, 150*time.Second)
 			var evictions, loads int64

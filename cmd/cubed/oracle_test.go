@@ -254,6 +254,20 @@ func oCached(c *oCube) (*oResult, error) {
 	return e.res, e.err
 }
 
+// startOracle writes model to cfg, loads its cubes for the oracle and starts computing their
+// expected results (computeAsync).
+func startOracle(t testing.TB, cfg string, model []byte) ([]*oCube, func(t testing.TB) []*oResult) {
+	t.Helper()
+	if err := os.WriteFile(cfg, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cubes, err := oLoadModel(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cubes, computeAsync(cubes)
+}
+
 // computeAsync runs the oracle over every cube in the background (it overlaps with cubed's own
 // run); wait returns the results in cube order.
 func computeAsync(cubes []*oCube) (wait func(t testing.TB) []*oResult) {
@@ -296,14 +310,7 @@ func TestReplayOracle(t *testing.T) {
 				subMap(subMap(c, "source"), "file")["path"] = data
 			})
 			cfg := filepath.Join(tmp, rc.name+".yaml")
-			if err := os.WriteFile(cfg, model, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cubes, err := oLoadModel(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wait := computeAsync(cubes)
+			_, wait := startOracle(t, cfg, model)
 			dir := filepath.Join(tmp, "data")
 			start := time.Now()
 			sums := runReplay(t, cfg, dir, 150*time.Second)
