@@ -72,6 +72,7 @@ func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) e
 	if c.ch == nil {
 		return nil
 	}
+	c.orderPending()
 	before := c.ch.buf.Len()
 	err := c.ch.buf.Add(ctx, c.pending, now)
 	if err == nil && force {

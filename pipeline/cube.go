@@ -68,6 +68,7 @@ type cubeRun struct {
 	pendingGS     []int
 	order         rowOrder
 	sortedScratch []sink.Row
+	pendingSorted bool // orderPending ran since pending was last emptied
 	version       uint64
 	peakPending   int // the most pending rows written at once
 	// spill is set while advance runs the aggregator's emission: collect writes the pending
@@ -503,8 +504,8 @@ func (c *cubeRun) writePending(ctx context.Context, now time.Time) error {
 	if len(c.pending) > 0 {
 		c.peakPending = max(c.peakPending, len(c.pending))
 		embedded := !c.plan.Cube.Sink.NoEmbedded
-		if embedded && len(c.pending) >= sink.IngestMinRows {
-			c.sortPending()
+		if embedded {
+			c.orderPending()
 		}
 		backoff := 100 * time.Millisecond
 		for embedded {
@@ -531,6 +532,7 @@ func (c *cubeRun) writePending(ctx context.Context, now time.Time) error {
 		c.dimArena, c.valArena = c.dimArena[:0], c.valArena[:0]
 		c.idArena, c.pendingIDs, c.pendingGS = c.idArena[:0], c.pendingIDs[:0], c.pendingGS[:0]
 		clear(c.sortedScratch)
+		c.pendingSorted = false
 		c.mu.Lock()
 		c.st.lastEmit = now
 		c.st.sinkErr = ""
