@@ -517,10 +517,10 @@ func BenchmarkEndToEndClickHouse(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c0, s0 := cpuSeconds(), procCPUSeconds(b, srv.PID())
+		c0, s0 := cpuSeconds(), srv.CPU().Seconds()
 		sums, err := svc.Replay(context.Background())
 		cpu += cpuSeconds() - c0
-		srvCPU += procCPUSeconds(b, srv.PID()) - s0
+		srvCPU += srv.CPU().Seconds() - s0
 		if err != nil || len(sums) != 1 || sums[0].Events != n {
 			b.Fatalf("replay: %v %+v", err, sums)
 		}
@@ -533,23 +533,6 @@ func BenchmarkEndToEndClickHouse(b *testing.B) {
 	b.ReportMetric(cpu/float64(b.N), "cubed-cpu-s")
 	b.ReportMetric(float64(rows)/float64(b.N), "rows")
 	b.ReportMetric(0, "ns/op")
-}
-
-// procCPUSeconds is the CPU time (user + system) process pid has used, from /proc/PID/stat
-// (fields 14 and 15, in USER_HZ = 100 ticks per second).
-func procCPUSeconds(b *testing.B, pid int) float64 {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	u, err1 := strconv.ParseFloat(f[11], 64)
-	s, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("parsing /proc/%d/stat: %q", pid, raw)
-	}
-	return (u + s) / 100
 }
 
 // TestClickHouseOnly replays a file into a cube whose only sink is ClickHouse (sink.embedded

@@ -38,23 +38,14 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 	return def
 }
 
-// procCPU returns the CPU time (user + system, all threads) a process has used so far, from
-// fields 14 and 15 of /proc/PID/stat, in clock ticks of USER_HZ = 100 per second (the fixed
-// unit of /proc on Linux).
+// procCPU returns the CPU time a process has used so far (chtest.ProcessCPU).
 func procCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := chtest.ProcessCPU(pid)
 	if err != nil {
-		b.Fatalf("reading the CPU time of process %d: %v", pid, err)
+		b.Fatal(err)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		b.Fatalf("parsing /proc/%d/stat: %q", pid, raw)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return d
 }
 
 // benchModel is the peer's model (../shared/bench/clickhouse_peer.sql: per minute, count,
@@ -121,11 +112,13 @@ func queryableEvents(addr string) (int64, error) {
 // CUBED_BENCH_USERS change that) and the model is the peer's. Three phases, one run:
 //
 //  1. Throughput: the whole file waits in the topic (4 partitions); cubed starts and runs until
-//     the query API sees every event and nothing waits for ClickHouse (the query API is polled
-//     once cubed_events_total has counted every event, the metrics before). events/cpu-s divides the
-//     events by the CPU seconds of the cubed process and of the ClickHouse server together
-//     (/proc/PID/stat); the broker's CPU is reported apart (broker-cpu-s), since the peer has no
-//     broker to pay for.
+//     the query API sees every event and nothing waits for ClickHouse (the query API is asked
+//     once cubed_events_total has counted every event and no row waits in the sink buffer, the
+//     metrics and status before). events/cpu-s divides the events by the CPU seconds of the
+//     cubed process and of the ClickHouse server together (/proc/PID/stat), read just before
+//     the query that finds every event, so the query's own cost is not counted, as the peer's
+//     run counts no query either; the broker's CPU is reported apart (broker-cpu-s), since the
+//     peer has no broker to pay for.
 //  2. The peer on the same file: ../shared/bench/run_peer.sh (ClickHouse materialized views
 //     over AggregatingMergeTree, server + client CPU); x-peer is the ratio of the two rates.
 //  3. Latency, once per share of phase 1's events/s (wall) in CUBED_BENCH_LIVE_PERCENT (comma
@@ -197,19 +190,23 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	p.waitReady(b, httpAddr, time.Minute)
 	profiled := profileRun(b, httpAddr, "CUBED_BENCH_CPUPROFILE", 5)
 	// ClickHouse is asked (a query with FINAL, which costs the server CPU that the peer is not
-	// charged for) only once cubed has counted every event; until then the cheap metrics.
+	// charged for) only once cubed has counted every event and has no row left to write; the
+	// CPU times are read just before that query, so that the query is not counted either.
+	var wall, cubedCPU, chCPU, brokerCPU time.Duration
 	for {
 		var (
 			seen int64
 			err  = errors.New("not every event counted yet")
 		)
-		if metricsByCube(b, httpAddr, "cubed_events_total")["peer"] == float64(n) {
+		if metricsByCube(b, httpAddr, "cubed_events_total")["peer"] == float64(n) && getStatus(b, httpAddr).Cubes[0].SinkBufferedRows == 0 {
+			wall, cubedCPU = time.Since(start), procCPU(b, p.cmd.Process.Pid)
+			chCPU, brokerCPU = procCPU(b, srv.PID())-chCPU0, procCPU(b, brokerPID)-brokerCPU0
 			seen, err = queryableEvents(httpAddr)
 		}
 		if err != nil && strings.Contains(err.Error(), "query answer") {
 			b.Fatal(err)
 		}
-		if err == nil && seen == int64(n) && getStatus(b, httpAddr).Cubes[0].SinkBufferedRows == 0 {
+		if err == nil && seen == int64(n) {
 			break
 		}
 		if seen > int64(n) {
@@ -220,9 +217,6 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	wall := time.Since(start)
-	cubedCPU := procCPU(b, p.cmd.Process.Pid)
-	chCPU, brokerCPU := procCPU(b, srv.PID())-chCPU0, procCPU(b, brokerPID)-brokerCPU0
 	if late := metricsByCube(b, httpAddr, "cubed_late_events_total")["peer"]; late != 0 {
 		b.Errorf("%v late events: the throughput run dropped data", late)
 	}
