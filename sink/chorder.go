@@ -47,12 +47,14 @@ func (t *chTable) compareDims(gi int, a, b *Row) int {
 }
 
 // insertOrder returns the indexes of rows in the order of the table's ORDER BY key
-// (grouping_set, granularity, window_start, window_end, dimension columns…), with rows of
-// equal key in their given order. rows must have passed checkRows.
+// (grouping_set, granularity, window_start, window_end, dimension columns…). Rows of equal key
+// (one group emitted twice, with two versions) may come in either order: ReplacingMergeTree
+// keeps the larger version whatever the order. rows must have passed checkRows.
 //
-// Cost: O(n) comparisons when each run of equal prefix is already in dimension order and runs
-// of equal prefix are not repeated; a run out of order is sorted on its own (O(r log r)), and
-// repeated runs of one prefix (two early fires of a window in one block) are merged.
+// Cost: O(n) comparisons when each run of equal prefix is already in dimension order and no
+// prefix repeats; a run out of order is sorted on its own, two runs of one prefix (two early
+// fires of a window in one block) are merged, and rows that come in no useful order at all
+// (runs shorter than 16 rows on average) are sorted whole, O(n log n).
 func (t *chTable) insertOrder(rows []Row) []int32 {
 	n := len(rows)
 	perm := make([]int32, n)
@@ -69,6 +71,16 @@ func (t *chTable) insertOrder(rows []Row) []int32 {
 		runs = append(runs, run{lo, hi})
 		lo = hi
 	}
+	if len(runs) > n/16 {
+		slices.SortFunc(perm, func(a, b int32) int {
+			ra, rb := &rows[a], &rows[b]
+			if c := t.comparePrefix(ra, rb); c != 0 {
+				return c
+			}
+			return t.compareDims(t.gsByID[ra.GroupingSet], ra, rb)
+		})
+		return perm
+	}
 	for _, r := range runs {
 		t.sortRun(rows, perm[r.lo:r.hi])
 	}
@@ -82,30 +94,31 @@ func (t *chTable) insertOrder(rows []Row) []int32 {
 	}
 	slices.SortStableFunc(runs, byPrefix)
 	out := make([]int32, 0, n)
-	var scratch []int32
 	for i := 0; i < len(runs); {
 		j := i + 1
 		for j < len(runs) && byPrefix(runs[i], runs[j]) == 0 {
 			j++
 		}
-		lo := len(out)
-		out = append(out, perm[runs[i].lo:runs[i].hi]...)
-		if j > i+1 {
-			gi := t.gsByID[rows[perm[runs[i].lo]].GroupingSet]
-			for _, r := range runs[i+1 : j] {
-				// Merge the next sorted run into out[lo:], stably: equal keys keep emission order.
-				scratch = append(scratch[:0], out[lo:]...)
-				out = out[:lo]
-				a, b := scratch, perm[r.lo:r.hi]
-				for len(a) > 0 && len(b) > 0 {
-					if t.compareDims(gi, &rows[b[0]], &rows[a[0]]) < 0 {
-						out, b = append(out, b[0]), b[1:]
-					} else {
-						out, a = append(out, a[0]), a[1:]
-					}
+		gi := t.gsByID[rows[runs[i].lo].GroupingSet]
+		cmpRows := func(a, b int32) int { return t.compareDims(gi, &rows[a], &rows[b]) }
+		switch lo := len(out); j - i {
+		case 1:
+			out = append(out, perm[runs[i].lo:runs[i].hi]...)
+		case 2:
+			a, b := perm[runs[i].lo:runs[i].hi], perm[runs[i+1].lo:runs[i+1].hi]
+			for len(a) > 0 && len(b) > 0 {
+				if cmpRows(b[0], a[0]) < 0 {
+					out, b = append(out, b[0]), b[1:]
+				} else {
+					out, a = append(out, a[0]), a[1:]
 				}
-				out = append(append(out, a...), b...)
 			}
+			out = append(append(out, a...), b...)
+		default:
+			for _, r := range runs[i:j] {
+				out = append(out, perm[r.lo:r.hi]...)
+			}
+			slices.SortFunc(out[lo:], cmpRows)
 		}
 		i = j
 	}
@@ -121,6 +134,6 @@ func (t *chTable) sortRun(rows []Row, idx []int32) {
 	gi := t.gsByID[rows[idx[0]].GroupingSet]
 	cmpRows := func(a, b int32) int { return t.compareDims(gi, &rows[a], &rows[b]) }
 	if !slices.IsSortedFunc(idx, cmpRows) {
-		slices.SortStableFunc(idx, cmpRows)
+		slices.SortFunc(idx, cmpRows)
 	}
 }

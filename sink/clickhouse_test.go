@@ -553,7 +553,7 @@ func TestClickHouseOutage(t *testing.T) {
 	t.Logf("rows before merging (a retried INSERT that had been stored repeats its rows): %s", strings.TrimSpace(raw))
 }
 
-// BenchmarkClickHouseWrite measures rows/s through Write (one INSERT of 10,000 rows in random
+// BenchmarkClickHouseWrite measures rows/s through Write (one INSERT of 100,000 rows in random
 // order per iteration, all columns named) into a private server, and the server's CPU per row
 // while the INSERTs ran (server-cpu-us/row; background merges that run later are not counted).
 func BenchmarkClickHouseWrite(b *testing.B) {
@@ -566,7 +566,7 @@ func BenchmarkClickHouseWrite(b *testing.B) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var version uint64
-	rows := randomRows(p, rng, 10_000, &version, []string{"#en.wikipedia", "#de.wikipedia", "#fr.wikipedia", "Main", "Talk", "true", "false"})
+	rows := randomRows(p, rng, 100_000, &version, []string{"#en.wikipedia", "#de.wikipedia", "#fr.wikipedia", "Main", "Talk", "true", "false"})
 	ctx := context.Background()
 	if err := c.Write(ctx, table, rows[:1]); err != nil { // creates the table
 		b.Fatal(err)
