@@ -128,6 +128,8 @@ func queryableEvents(addr string) (int64, error) {
 //     at the first poll that sees at least k events; latency-p50-s@N% and latency-p99-s@N% are
 //     over the events produced after a 5 s warm-up. (With 4 partitions the events become
 //     visible nearly, not exactly, in produce order; the error is at most one poll batch.)
+//     CUBED_BENCH_LIVE_BASE (events/s) replaces phase 1's rate as what the shares are of, so
+//     that two builds can be compared at the same live rates.
 //     Phase 1 had the machine to cubed and ClickHouse; here the producer and the broker run
 //     beside them (the cores each used are logged), so on a small machine a high share
 //     saturates it and measures queueing.
@@ -249,11 +251,15 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 		p50, p99 float64
 	}
 	var lats []latency
+	base := wallRate
+	if os.Getenv("CUBED_BENCH_LIVE_BASE") != "" {
+		base = float64(benchEnvInt(b, "CUBED_BENCH_LIVE_BASE", 0))
+	}
 	for i, pct := range pcts {
-		liveRate := float64(pct) / 100 * wallRate
+		liveRate := float64(pct) / 100 * base
 		topic := fmt.Sprintf("live%d", i)
 		p50, p99, behind := liveLatency(b, srv, brokerAddr, brokerPID, topic, lines, liveRate, filepath.Join(tmp, topic+".yaml"), filepath.Join(tmp, "data-"+topic))
-		b.Logf("at %.0f events/s (%d%% of %.0f): event-to-queryable p50 %.2fs, p99 %.2fs; %d events never seen", liveRate, pct, wallRate, p50, p99, behind)
+		b.Logf("at %.0f events/s (%d%% of %.0f): event-to-queryable p50 %.2fs, p99 %.2fs; %d events never seen", liveRate, pct, base, p50, p99, behind)
 		lats = append(lats, latency{pct, p50, p99})
 	}
 
