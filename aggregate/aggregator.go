@@ -128,7 +128,6 @@ type Aggregator struct {
 
 	// closedSinceCheckpoint lists the instances closed since the last WriteCheckpoint.
 	closedSinceCheckpoint []instKey
-	ckOrder               []ckRef // WriteCheckpoint's scratch
 
 	// Block state store (see store.go).
 	reader      StateReader

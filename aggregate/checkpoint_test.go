@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"math/rand"
@@ -265,48 +264,4 @@ func TestRestoreEmitsPending(t *testing.T) {
 		t.Fatalf("%d of %d early-fire rows missing or stale after the restore", bad, len(ref))
 	}
 	t.Logf("%d reference rows, %d emitted after the restore", len(ref), reemitted)
-}
-
-// orderedState records the keys a checkpoint sets, in the order it sets them.
-type orderedState struct{ keys [][]byte }
-
-func (o *orderedState) Set(k, _ []byte) error {
-	o.keys = append(o.keys, append([]byte(nil), k...))
-	return nil
-}
-
-func (o *orderedState) DeleteRange(_, _ []byte) error { return nil }
-
-// TestCheckpointKeyOrder checks that WriteCheckpoint sets its keys in ascending byte order, across
-// the shards of several workers, windows and nodes, and for the groups changed between two
-// checkpoints: the store's batch then arrives sorted, which the checkpoint's cost relies on.
-func TestCheckpointKeyOrder(t *testing.T) {
-	base := time.Date(2024, 3, 30, 18, 0, 0, 0, time.UTC).UnixMilli()
-	p := testPlan(time.UTC, 10*time.Minute,
-		cube.Window{Granularity: cube.Hour},
-		cube.Window{Granularity: cube.Day, Step: 2 * time.Hour})
-	r := rand.New(rand.NewSource(5))
-	evs := randomEvents(r, 4000, base, 5*time.Hour, 20*time.Minute)
-	a := New(p, WithWorkers(3))
-	var b Batch
-	for half, part := range [][]tevent{evs[:2000], evs[2000:]} {
-		b.Reset()
-		for _, e := range part {
-			b.Append(e.t, []uint32{e.a, e.b, e.c}, []float64{parseOrNaN(e.v)}, []uint32{e.u})
-		}
-		a.Process(&b, nil)
-		var rec orderedState
-		groups, err := a.WriteCheckpoint([]byte("s/t/"), &rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if groups < 100 {
-			t.Fatalf("checkpoint %d wrote %d groups, want a few hundred at least", half, groups)
-		}
-		for i := 1; i < len(rec.keys); i++ {
-			if bytes.Compare(rec.keys[i-1], rec.keys[i]) >= 0 {
-				t.Fatalf("checkpoint %d: key %d %x set after %x", half, i, rec.keys[i], rec.keys[i-1])
-			}
-		}
-	}
 }
