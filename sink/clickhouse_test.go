@@ -553,6 +553,30 @@ func TestClickHouseOutage(t *testing.T) {
 	t.Logf("rows before merging (a retried INSERT that had been stored repeats its rows): %s", strings.TrimSpace(raw))
 }
 
+// TestClickHouseInsertsArriveSorted writes rows in random order, in INSERTs of 700 rows, and
+// asks the server itself (system.events) whether each block it wrote was already in ORDER BY
+// order, so that it skipped its own sort; reading back must give the latest row of every key.
+func TestClickHouseInsertsArriveSorted(t *testing.T) {
+	srv := chtest.Start(t)
+	p := chPlan(t, chModel)
+	c := openCH(t, srv, "cubed_test", true, sink.WithClickHouseBatchRows(700))
+	table, err := c.Define(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version uint64
+	rows := randomRows(p, rand.New(rand.NewPCG(7, 8)), 5000, &version, []string{"", "a", "ab", "b", "é", "#en.wikipedia", "true"})
+	if err := c.Write(context.Background(), table, rows); err != nil {
+		t.Fatal(err)
+	}
+	got := srv.Query("SELECT event, value FROM system.events WHERE event IN ('MergeTreeDataWriterBlocks', 'MergeTreeDataWriterBlocksAlreadySorted') ORDER BY event")
+	blocks := (len(rows) + 699) / 700
+	if want := fmt.Sprintf("MergeTreeDataWriterBlocks\t%d\nMergeTreeDataWriterBlocksAlreadySorted\t%d\n", blocks, blocks); got != want {
+		t.Errorf("system.events:\n%swant:\n%s", got, want)
+	}
+	checkScan(t, c, table, p, expectLatest(rows))
+}
+
 // BenchmarkClickHouseWrite measures rows/s through Write (one INSERT of 100,000 rows in random
 // order per iteration, all columns named) into a private server, and the server's CPU per row
 // while the INSERTs ran (server-cpu-us/row; background merges that run later are not counted).
