@@ -66,10 +66,8 @@ import (
 // Defaults of a ClickHouse sink.
 const (
 	// DefaultClickHouseBatchRows is the most rows of one INSERT and the size at which a
-	// ClickHouseBuffer writes. What an INSERT costs the server per row falls with the block's
-	// size: on ClickHouse 18.16, for sorted blocks of result rows, 0.73-1.2 µs at 100,000 rows
-	// and 0.5-0.64 µs at 300,000. A batch of 300,000 rows holds about 60 MB.
-	DefaultClickHouseBatchRows = 300_000
+	// ClickHouseBuffer writes.
+	DefaultClickHouseBatchRows = 100_000
 	// DefaultClickHouseFlushInterval is the least time between the writes of a
 	// ClickHouseBuffer: about one INSERT per second, as ClickHouse advises.
 	DefaultClickHouseFlushInterval = time.Second
