@@ -149,11 +149,7 @@ func (p *producer) produce(tb testing.TB, from, to int, record func(dst []byte, 
 // writeBenchModel writes a one-cube model (the body after the cube's name) to dir/model.yaml.
 func writeBenchModel(tb testing.TB, dir, body string) string {
 	tb.Helper()
-	p := filepath.Join(dir, "model.yaml")
-	if err := os.WriteFile(p, []byte("version: 1\ncubes:\n  - name: b\n"+body), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return p
+	return pipeline.WriteModel(tb, dir, "version: 1\ncubes:\n  - name: b\n"+body)
 }
 
 // BenchmarkCheckpointDirtyGroups measures one checkpoint's time and size as a function of the
@@ -166,11 +162,7 @@ func BenchmarkCheckpointDirtyGroups(b *testing.B) {
 	const groups = 100_000
 	for _, dirty := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("dirty=%d", dirty), func(b *testing.B) {
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ck"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := pipeline.NewCluster(b, 1, "ck")
 			dir := b.TempDir()
 			model := writeBenchModel(b, dir, fmt.Sprintf(`    source:
       kafka: {brokers: [%q], topic: ck}
@@ -323,11 +315,7 @@ func BenchmarkCheckpointThroughput(b *testing.B) {
 func BenchmarkRestart(b *testing.B) {
 	for _, events := range benchRestartSizes() {
 		b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "rs"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := pipeline.NewCluster(b, 1, "rs")
 			dir := b.TempDir()
 			model := writeBenchModel(b, dir, fmt.Sprintf(`    source:
       kafka: {brokers: [%q], topic: rs}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cubed-olap/cubed/cube"
@@ -213,11 +212,7 @@ func TestClickHouseReplayWikiticker(t *testing.T) {
 func TestClickHouseOutageKafka(t *testing.T) {
 	srv := chtest.Start(t)
 	data := sharedData(t, "wikiticker-2015-09-12.json.gz")
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "wiki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
+	kc := newCluster(t, 2, "wiki")
 	dir := t.TempDir()
 	src := fmt.Sprintf("    source:\n      kafka: {brokers: [%q], topic: wiki}\n      format: json\n", kc.ListenAddrs()[0])
 	model := writeModel(t, dir, wikiModel(t, src, srv.Addr(), "wikik", "300ms"))
@@ -373,11 +368,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // the embedded store.
 func TestClickHouseFlushAtStop(t *testing.T) {
 	srv := chtest.Start(t)
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ev"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
+	kc := newCluster(t, 1, "ev")
 	dir := t.TempDir()
 	model := writeModel(t, dir, fmt.Sprintf(`version: 1
 cubes:

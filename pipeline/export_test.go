@@ -5,4 +5,6 @@ package pipeline
 var (
 	WriteGeneratedEvents = writeGeneratedEvents
 	PeerCube             = peerCube
+	NewCluster           = newCluster
+	WriteModel           = writeModel
 )

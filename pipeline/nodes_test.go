@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -16,11 +15,7 @@ import (
 // stage, groups per grouping set (the [k] set is layer 1's own), dictionary ids and bytes, and
 // non-zero state bytes where groups live.
 func TestGraphStatus(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ev"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t, 1, "ev")
 	dir := t.TempDir()
 	model := writeModel(t, dir, fmt.Sprintf(`version: 1
 cubes:

@@ -20,6 +20,18 @@ import (
 	"github.com/cubed-olap/cubed/source"
 )
 
+// newCluster starts an in-process Kafka-protocol broker (kfake) with one topic of partitions
+// partitions, closed when the test ends.
+func newCluster(tb testing.TB, partitions int32, topic string) *kfake.Cluster {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
 func writeModel(t testing.TB, dir, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, "model.yaml")
@@ -89,11 +101,7 @@ func replayed(t *testing.T, model, dataDir string) *Service {
 // going. Until partition 1 has been idle for idle_timeout it holds the watermark back; after
 // that the watermark follows partition 0 alone and the first hour closes (its rows final).
 func TestIdlePartition(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "ev"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t, 2, "ev")
 	dir := t.TempDir()
 	model := writeModel(t, dir, fmt.Sprintf(`version: 1
 cubes:

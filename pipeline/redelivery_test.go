@@ -21,11 +21,7 @@ import (
 // counted once: the grand total per hour equals what was produced, and the records delivered
 // twice show up in cubed_redelivered_records_total.
 func TestRedeliveryDropped(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "rd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t, 2, "rd")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic("rd"))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -16,11 +15,7 @@ import (
 // checkpoint, so that rows pending at the checkpoint are emitted on the window's emit_every
 // schedule (here an hour away) rather than all at once when the process comes back.
 func TestRestartKeepsEarlyFireSchedule(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ef"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t, 1, "ef")
 	dir := t.TempDir()
 	model := writeModel(t, dir, fmt.Sprintf(`version: 1
 cubes:
