@@ -139,6 +139,9 @@ type chTable struct {
 	insertSQL  string
 	ensured    bool // the table exists with the right columns; guarded by ClickHouse.mu
 	ensureMu   sync.Mutex
+	// idle holds the inserters not in use (see chInserter); guarded by idleMu.
+	idleMu sync.Mutex
+	idle   []*chInserter
 }
 
 // chCol is one column of a result table.
@@ -287,8 +290,20 @@ func TLSConfig(c *cube.ClickHouseTLS) (*tls.Config, error) {
 	return tc, nil
 }
 
-// Close closes the connections.
-func (c *ClickHouse) Close() error { return c.conn.Close() }
+// Close drops the idle inserters (chInserter) and closes the connections.
+func (c *ClickHouse) Close() error {
+	c.mu.Lock()
+	for _, t := range c.tables {
+		t.idleMu.Lock()
+		for _, in := range t.idle {
+			dropInserter(in)
+		}
+		t.idle = nil
+		t.idleMu.Unlock()
+	}
+	c.mu.Unlock()
+	return c.conn.Close()
+}
 
 // isIdent reports whether s matches [A-Za-z_][A-Za-z0-9_]*.
 func isIdent(s string) bool {
@@ -662,92 +677,6 @@ func (c *ClickHouse) retry(ctx context.Context, what string, failing *atomic.Boo
 		}
 		wait = min(2*wait, c.opts.maxBackoff)
 	}
-}
-
-// insert sends rows as one INSERT, column by column, in the order of the table's ORDER BY key
-// (insertOrder), which spares the server its sort.
-func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) error {
-	b, err := c.conn.PrepareBatch(ctx, t.insertSQL)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	order := t.insertOrder(rows)
-	n := len(rows)
-	// The dimension columns, filled in one pass over the rows: "" where a set rolls one up.
-	dims := make([][]string, len(t.plan.Dimensions))
-	for d := range dims {
-		dims[d] = make([]string, n)
-	}
-	for i, o := range order {
-		r := &rows[o]
-		for j, pos := range t.gsDims[t.gsByID[r.GroupingSet]] {
-			dims[pos][i] = r.Dims[j]
-		}
-	}
-	for ci, col := range t.cols {
-		var v any
-		switch col.kind {
-		case colStart, colEnd:
-			ts := make([]time.Time, n)
-			for i, o := range order {
-				ms := rows[o].Start
-				if col.kind == colEnd {
-					ms = rows[o].End
-				}
-				ts[i] = time.Unix(ms/1000, 0)
-			}
-			v = ts
-		case colGranularity:
-			s := make([]string, n)
-			for i, o := range order {
-				s[i] = t.labels[rows[o].Window]
-			}
-			v = s
-		case colGroupingSet:
-			s := make([]uint16, n)
-			for i, o := range order {
-				s[i] = rows[o].GroupingSet
-			}
-			v = s
-		case colDim:
-			v = dims[col.index]
-		case colUInt:
-			s := make([]uint64, n)
-			for i, o := range order {
-				f := rows[o].Values[col.index]
-				if f != f || f < 0 {
-					return fmt.Errorf("measure %s of row %d is %v, which UInt64 cannot hold: %w", col.name, o, f, ErrClickHouseSchema)
-				}
-				s[i] = uint64(f)
-			}
-			v = s
-		case colFloat:
-			s := make([]float64, n)
-			for i, o := range order {
-				s[i] = rows[o].Values[col.index]
-			}
-			v = s
-		case colNullFloat:
-			s := make([]*float64, n)
-			for i, o := range order {
-				if f := &rows[o].Values[col.index]; *f == *f {
-					s[i] = f
-				}
-			}
-			v = s
-		case colVersion:
-			s := make([]uint64, n)
-			for i, o := range order {
-				s[i] = rows[o].Version
-			}
-			v = s
-		}
-		if err := b.Column(ci).Append(v); err != nil {
-			return fmt.Errorf("column %s: %w", col.name, err)
-		}
-	}
-	return b.Send()
 }
 
 // Scan calls fn with every row of (table, window, gs) whose window_start is in [from, to) (Unix
