@@ -296,6 +296,7 @@ func (c *cubeRun) ingest(recs []source.Record) {
 			if err := c.dl.Write(c.name, r.Partition, r.Offset, r.Value, br.err); err != nil {
 				c.s.log.Error("writing dead letter", "cube", c.name, "err", err)
 			}
+			r.Release()
 		}
 	}
 	if c.aligned() {
@@ -327,6 +328,11 @@ func (c *cubeRun) ingest(recs []source.Record) {
 		}
 	}
 	c.s.metrics.lateEvents.WithLabelValues(c.name).Add(float64(len(c.late)))
+	// Every record of the batch is now folded in or dead-lettered (those still held by
+	// alignment are not in rowRec): their memory goes back to the source.
+	for i := range c.rowRec {
+		c.rowRec[i].Release()
+	}
 	c.events += uint64(c.batch.Len)
 	c.s.metrics.events.WithLabelValues(c.name).Add(float64(c.batch.Len))
 }

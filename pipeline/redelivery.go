@@ -46,6 +46,7 @@ func (c *cubeRun) dropRedelivered(recs []source.Record) []source.Record {
 	for _, r := range recs {
 		if last, ok := c.lastReceived(r.Partition); ok && r.Offset <= last {
 			dropped++
+			r.Release()
 			continue
 		}
 		c.received[r.Partition] = r.Offset

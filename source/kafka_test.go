@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -299,4 +300,84 @@ func TestKafkaCloseCommitsMarks(t *testing.T) {
 	if off := committed(t, c, "close"); off[0] != 4 || off[1] != 4 || off[2] != 4 {
 		t.Errorf("committed offsets after Close %v, want 4 on every partition", off)
 	}
+}
+
+// TestKafkaPooledValuesValidUntilRelease: with fetch memory pooled (kgo.WithPools), a record's
+// Value must hold its bytes until that record is released, however many polls and releases of
+// other records come in between, and memory that came back to the pool must give correct values
+// to later fetches. Three rounds of snappy-compressed records: round 1 is kept whole while only
+// its even offsets are released, round 2 is polled on top, and after everything is released
+// round 3 reuses the pooled memory.
+func TestKafkaPooledValuesValidUntilRelease(t *testing.T) {
+	c := newCluster(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("t"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	want := map[[2]int64]string{}
+	produceRound := func(round, n int) {
+		recs := make([]*kgo.Record, n)
+		for i := range recs {
+			// Long, compressible, distinct values: many records per batch, several batches.
+			v := fmt.Sprintf("round %d record %06d %s", round, i, strings.Repeat(string(rune('a'+i%26)), 60))
+			recs[i] = &kgo.Record{Partition: int32(i % 3), Value: []byte(v)}
+		}
+		res := cl.ProduceSync(context.Background(), recs...)
+		if err := res.FirstErr(); err != nil {
+			t.Fatalf("producing: %v", err)
+		}
+		for _, r := range res {
+			want[[2]int64{int64(r.Record.Partition), r.Record.Offset}] = string(r.Record.Value)
+		}
+	}
+	k := newKafka(t, c, "g", "earliest")
+	defer k.Close()
+	poll := func(n int) []Record {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var got []Record
+		for len(got) < n {
+			recs, err := k.Poll(ctx)
+			if err != nil {
+				t.Fatalf("after %d of %d records: %v", len(got), n, err)
+			}
+			got = append(got, recs...) // the records themselves, Values not copied
+		}
+		return got
+	}
+	check := func(what string, recs []Record) {
+		t.Helper()
+		for _, r := range recs {
+			if w := want[[2]int64{int64(r.Partition), r.Offset}]; string(r.Value) != w {
+				t.Fatalf("%s: partition %d offset %d holds %q, want %q", what, r.Partition, r.Offset, clip(string(r.Value)), clip(w))
+			}
+		}
+	}
+	const n = 6000
+	produceRound(1, n)
+	round1 := poll(n)
+	check("round 1", round1)
+	var kept []Record
+	for i := range round1 {
+		if round1[i].Offset%2 == 0 {
+			round1[i].Release()
+		} else {
+			kept = append(kept, round1[i])
+		}
+	}
+	produceRound(2, n)
+	round2 := poll(n)
+	check("round 1, odd offsets kept while round 2 was polled", kept)
+	check("round 2", round2)
+	for i := range kept {
+		kept[i].Release()
+	}
+	for i := range round2 {
+		round2[i].Release()
+	}
+	produceRound(3, n)
+	round3 := poll(n)
+	check("round 3, fetched into released memory", round3)
 }

@@ -134,6 +134,8 @@ func queryableEvents(addr string) (int64, error) {
 //     beside them (the cores each used are logged), so on a small machine a high share
 //     saturates it and measures queueing.
 //
+// CUBED_BENCH_CPUPROFILE=FILE saves a 5 s CPU profile of cubed from the start of phase 1, and
+// CUBED_BENCH_ALLOCPROFILE=FILE its allocations (pprof allocs) at the end of phase 1.
 // CUBED_BENCH_THROUGHPUT_ONLY (any value) stops after phase 1: for comparing two builds by
 // alternating many short runs on a noisy machine.
 //
@@ -227,6 +229,9 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	}
 	inserted := metricsByCube(b, httpAddr, "cubed_emitted_rows_total")["peer"]
 	<-profiled
+	if path := os.Getenv("CUBED_BENCH_ALLOCPROFILE"); path != "" {
+		saveProfile(b, httpAddr, "allocs", path)
+	}
 	stopProcess(p)
 	cpu := (cubedCPU + chCPU).Seconds()
 	rate := float64(n) / cpu
@@ -502,6 +507,22 @@ func weightedQuantile(values []float64, weights []int64, q float64) float64 {
 // profileRun saves a CPU profile of the next seconds of the cubed process serving httpAddr (its
 // /debug/pprof/profile) to the file named by the environment variable env, when that is set;
 // the returned channel is closed when the profile is written (at once when it is not set).
+// saveProfile writes the running cubed's pprof profile name (/debug/pprof/NAME) to path.
+func saveProfile(b *testing.B, httpAddr, name, path string) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", httpAddr, name))
+	if err != nil {
+		b.Fatalf("%s profile: %v", name, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, raw, 0o644)
+	}
+	if err != nil {
+		b.Fatalf("%s profile: %v", name, err)
+	}
+}
+
 func profileRun(b *testing.B, httpAddr, env string, seconds int) <-chan struct{} {
 	done := make(chan struct{})
 	path := os.Getenv(env)
