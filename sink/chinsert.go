@@ -72,6 +72,17 @@ func (t *chTable) putInserter(in *chInserter) {
 	t.idleMu.Unlock()
 }
 
+// dropIdle drops t's idle inserters (the table is closed or replaced).
+func (t *chTable) dropIdle() {
+	t.idleMu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.idleMu.Unlock()
+	for _, in := range idle {
+		dropInserter(in)
+	}
+}
+
 // dropInserter ends in's INSERT if still open, without sending its rows, and its context.
 func dropInserter(in *chInserter) {
 	in.batch.Close()

@@ -294,12 +294,7 @@ func TLSConfig(c *cube.ClickHouseTLS) (*tls.Config, error) {
 func (c *ClickHouse) Close() error {
 	c.mu.Lock()
 	for _, t := range c.tables {
-		t.idleMu.Lock()
-		for _, in := range t.idle {
-			dropInserter(in)
-		}
-		t.idle = nil
-		t.idleMu.Unlock()
+		t.dropIdle()
 	}
 	c.mu.Unlock()
 	return c.conn.Close()
@@ -461,8 +456,12 @@ func (c *ClickHouse) Define(p *cube.Plan) (table string, err error) {
 		return "", fmt.Errorf("defining ClickHouse table for cube %q: %w", p.Cube.Name, err)
 	}
 	c.mu.Lock()
+	old := c.tables[table]
 	c.tables[table] = t
 	c.mu.Unlock()
+	if old != nil {
+		old.dropIdle()
+	}
 	return table, nil
 }
 
