@@ -18,8 +18,8 @@ import (
 // The batch lives under its own context (clickhouse-go keeps the context PrepareBatch was
 // given for every later Send), cancelled when an attempt's context ends during a Send, which
 // makes clickhouse-go close the connection; an inserter whose context was cancelled, or whose
-// INSERT failed, is dropped, never reused. The scratch slices hold one column's values for the
-// batch's Append and are reused too.
+// INSERT failed, is dropped, never reused. Values are appended to the columns themselves (the
+// batch's Column refuses a batch once sent), from scratch slices that are reused too.
 type chInserter struct {
 	batch  driver.Batch
 	cancel context.CancelFunc
