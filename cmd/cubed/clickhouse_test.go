@@ -592,14 +592,15 @@ func TestClickHouseOutageOracle(t *testing.T) {
 	if evMax != evBase || evNow > evBase+onePoll || evNow >= uint64(len(lines)) {
 		t.Errorf("the cube kept consuming while ClickHouse was down: %d events 500ms after the first sink error, up to %d later (metric %d at the end), of %d", evBase, evMax, evNow, len(lines))
 	}
-	// Bounded: the rows waiting for ClickHouse are those emitted before the loop blocked (at
-	// most about one flush interval of emissions: one batch of DefaultClickHouseBatchRows plus
-	// one emission, which the pipeline writes in chunks of at most 2^18 rows, its
-	// maxPendingRows) and do not grow with the backlog; neither does the heap, beyond the Kafka
-	// client's prefetched fetch (at most 1 MiB per partition) and the HTTP handlers' garbage.
-	// (The bound was 250,000 until the cube consumed a backlog faster, with fewer pauses of its
-	// partitions: an early fire then has more changed groups, and one of 256k rows was seen.)
-	const maxRows, heapSlack = sink.DefaultClickHouseBatchRows + 1<<18, 32 << 20
+	// Bounded: the rows waiting for ClickHouse are those emitted before the loop blocked and
+	// do not grow with the backlog. sink.ClickHouseBuffer holds two batches (the failed one and
+	// the one filling), each at most DefaultClickHouseBatchRows plus the rows of one Add, which
+	// the pipeline makes at most 2^18 rows (its maxPendingRows). Neither does the heap grow,
+	// beyond the Kafka client's prefetched fetch (at most 1 MiB per partition) and the HTTP
+	// handlers' garbage. (The bound was 250,000 until the cube consumed a backlog faster, with
+	// fewer pauses of its partitions: its early fire at the outage then held 256k rows, and
+	// 356k waited.)
+	const maxRows, heapSlack = 2 * (sink.DefaultClickHouseBatchRows + 1<<18), 32 << 20
 	if bufMax != bufBase || bufMax > maxRows {
 		t.Errorf("rows waiting for ClickHouse went from %d to %d while it was down, want flat and at most %d", bufBase, bufMax, maxRows)
 	}
