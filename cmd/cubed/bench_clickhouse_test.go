@@ -230,7 +230,9 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	inserted := metricsByCube(b, httpAddr, "cubed_emitted_rows_total")["peer"]
 	<-profiled
 	if path := os.Getenv("CUBED_BENCH_ALLOCPROFILE"); path != "" {
-		saveProfile(b, httpAddr, "allocs", path)
+		if err := saveProfile(httpAddr, "allocs", path); err != nil {
+			b.Fatal(err)
+		}
 	}
 	stopProcess(p)
 	cpu := (cubedCPU + chCPU).Seconds()
@@ -504,14 +506,12 @@ func weightedQuantile(values []float64, weights []int64, q float64) float64 {
 	return values[idx[len(idx)-1]]
 }
 
-// profileRun saves a CPU profile of the next seconds of the cubed process serving httpAddr (its
-// /debug/pprof/profile) to the file named by the environment variable env, when that is set;
-// the returned channel is closed when the profile is written (at once when it is not set).
-// saveProfile writes the running cubed's pprof profile name (/debug/pprof/NAME) to path.
-func saveProfile(b *testing.B, httpAddr, name, path string) {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", httpAddr, name))
+// saveProfile writes the running cubed's pprof profile /debug/pprof/QUERY (query is a profile
+// name with its parameters, such as "allocs" or "profile?seconds=5") to path.
+func saveProfile(httpAddr, query, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", httpAddr, query))
 	if err != nil {
-		b.Fatalf("%s profile: %v", name, err)
+		return fmt.Errorf("%s profile: %w", query, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -519,10 +519,14 @@ func saveProfile(b *testing.B, httpAddr, name, path string) {
 		err = os.WriteFile(path, raw, 0o644)
 	}
 	if err != nil {
-		b.Fatalf("%s profile: %v", name, err)
+		return fmt.Errorf("%s profile: %w", query, err)
 	}
+	return nil
 }
 
+// profileRun saves a CPU profile of the next seconds of the cubed process serving httpAddr (its
+// /debug/pprof/profile) to the file named by the environment variable env, when that is set;
+// the returned channel is closed when the profile is written (at once when it is not set).
 func profileRun(b *testing.B, httpAddr, env string, seconds int) <-chan struct{} {
 	done := make(chan struct{})
 	path := os.Getenv(env)
@@ -532,18 +536,8 @@ func profileRun(b *testing.B, httpAddr, env string, seconds int) <-chan struct{}
 	}
 	go func() {
 		defer close(done)
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, seconds))
-		if err != nil {
-			b.Errorf("CPU profile: %v", err)
-			return
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		if err == nil {
-			err = os.WriteFile(path, raw, 0o644)
-		}
-		if err != nil {
-			b.Errorf("CPU profile: %v", err)
+		if err := saveProfile(httpAddr, fmt.Sprintf("profile?seconds=%d", seconds), path); err != nil {
+			b.Errorf("CPU %v", err)
 		}
 	}()
 	return done
