@@ -249,7 +249,7 @@ var (
 	windowSchema     = &schema{where: "window", keys: []string{"granularity", "step", "emit_every"}, required: []string{"granularity"}}
 	sinkSchema       = &schema{where: "sink", keys: []string{"table", "retention", "embedded", "clickhouse"}}
 	clickhouseSchema = &schema{where: "sink.clickhouse",
-		keys: []string{"addr", "database", "table", "username", "password", "password_env", "tls", "create_tables"}}
+		keys: []string{"addr", "database", "table", "username", "password", "password_env", "tls", "create_tables", "compression"}}
 	clickhouseTLSSchema = &schema{where: "sink.clickhouse.tls",
 		keys: []string{"ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"}}
 )
@@ -443,7 +443,7 @@ func (d *decoder) clickhouse(n *yaml.Node, c *Cube) {
 		return
 	}
 	ch := &ClickHouseSink{Addr: DefaultClickHouseAddr, Database: "default", Table: c.Sink.Table,
-		Username: "default", CreateTables: true}
+		Username: "default", CreateTables: true, Compression: CompressionAuto}
 	strField := func(key string, dst *string) *yaml.Node {
 		v := m.get(key)
 		if v == nil {
@@ -486,6 +486,10 @@ func (d *decoder) clickhouse(n *yaml.Node, c *Cube) {
 	}
 	if v := m.get("tls"); v != nil {
 		ch.TLS = d.clickhouseTLS(v)
+	}
+	compressions := []string{CompressionAuto, CompressionNone, CompressionLZ4, CompressionZSTD}
+	if v := strField("compression", &ch.Compression); v != nil && !slices.Contains(compressions, ch.Compression) {
+		d.errorf(v, "sink.clickhouse.compression %q is not one of %s", ch.Compression, strings.Join(compressions, ", "))
 	}
 	for _, col := range ClickHouseColumns {
 		if slices.Contains(ReservedNames, col) {

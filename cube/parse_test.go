@@ -475,7 +475,17 @@ cubes:
     windows: [{granularity: day}]
     sink:
       clickhouse: {adr: x}
-`, `9:20: unknown key "adr" in sink.clickhouse (valid: addr, database, table, username, password, password_env, tls, create_tables)`},
+`, `9:20: unknown key "adr" in sink.clickhouse (valid: addr, database, table, username, password, password_env, tls, create_tables, compression)`},
+		{"unknown compression", `version: 1
+cubes:
+  - name: c
+    source: {kafka: {brokers: [b], topic: t}}
+    event_time: {field: ts}
+    measures: [{name: pv, type: count}]
+    windows: [{granularity: day}]
+    sink:
+      clickhouse: {compression: gzip}
+`, `9:33: sink.clickhouse.compression "gzip" is not one of auto, none, lz4, zstd`},
 		{"new users in an hour window", `version: 1
 cubes:
   - name: c

@@ -267,7 +267,20 @@ type ClickHouseSink struct {
 	// CreateTables creates the database and the table when missing (default true); when false a
 	// missing table is an error.
 	CreateTables bool
+	// Compression is how INSERT blocks travel to the server (compression): CompressionAuto (the
+	// default: none to a loopback address, lz4 to any other, as clickhouse-client does),
+	// CompressionNone, CompressionLZ4 or CompressionZSTD. The server stores parts compressed
+	// whatever this is; it trades the CPU of both sides for network bandwidth.
+	Compression string
 }
+
+// Values of ClickHouseSink.Compression.
+const (
+	CompressionAuto = "auto"
+	CompressionNone = "none"
+	CompressionLZ4  = "lz4"
+	CompressionZSTD = "zstd"
+)
 
 // ClickHouseTLS is sink.clickhouse.tls: how the sink verifies the server and, optionally,
 // proves who it is. The zero value verifies the server's certificate against the system roots

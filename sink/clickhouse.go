@@ -58,7 +58,8 @@ import (
 // Every INSERT sends its rows in ORDER BY order (insertOrder), so the server, which checks a
 // block's order before sorting it, skips the sort that was most of an INSERT's cost to it.
 //
-// Connections use the native protocol with LZ4 compression, in plain text or, with
+// Connections use the native protocol, compressed as sink.clickhouse.compression says
+// (WireCompression: by default none to a loopback address, LZ4 to others), in plain text or, with
 // sink.clickhouse.tls, TLS 1.2+ to the server's secure native port (TLSConfig: a private CA,
 // the name to verify, a client certificate). A certificate that does not verify is an error that
 // retrying cannot fix (ErrClickHouseTLS); a server that is down is retried until it is back.
@@ -212,6 +213,25 @@ func WithClickHouseRetryHook(fn func(err error, attempt int, wait time.Duration)
 	return func(o *chOptions) { o.onRetry = fn }
 }
 
+// WireCompression is the compression cfg's INSERT blocks travel with: cfg.Compression, except
+// that auto (or empty) is none when the host of cfg.Addr is "localhost" or a loopback IP, and
+// lz4 otherwise, as clickhouse-client chooses. On one machine compression only costs CPU: in
+// `make bench-clickhouse` (2M events, 2 cores) sending blocks uncompressed took cubed 4.44 s
+// instead of 4.70 s and the server 2.44 s instead of 2.88 s (medians of 4 alternating runs).
+func WireCompression(cfg *cube.ClickHouseSink) string {
+	if cfg.Compression != "" && cfg.Compression != cube.CompressionAuto {
+		return cfg.Compression
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		host = cfg.Addr
+	}
+	if ip := net.ParseIP(host); strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback() {
+		return cube.CompressionNone
+	}
+	return cube.CompressionLZ4
+}
+
 // OpenClickHouse returns a sink for the server, database and credentials of cfg (its Table is
 // ignored: Define declares tables). It does no network I/O: the connection is made by the first
 // call that needs it, so a server that is down at start only delays the first write. It fails when
@@ -246,7 +266,12 @@ func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickH
 		ReadTimeout:  o.attemptTO,
 		MaxOpenConns: 4,
 		MaxIdleConns: 2,
-		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	}
+	switch WireCompression(cfg) {
+	case cube.CompressionLZ4:
+		copts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	case cube.CompressionZSTD:
+		copts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionZSTD}
 	}
 	if cfg.TLS != nil {
 		tc, err := TLSConfig(cfg.TLS)
