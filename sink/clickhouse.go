@@ -67,8 +67,12 @@ import (
 // Defaults of a ClickHouse sink.
 const (
 	// DefaultClickHouseBatchRows is the most rows of one INSERT and the size at which a
-	// ClickHouseBuffer writes.
-	DefaultClickHouseBatchRows = 100_000
+	// ClickHouseBuffer writes. Each INSERT makes a part (about 30 files) that the server later
+	// merges: in `make bench-clickhouse` (2M result rows) INSERTs of 200,000 rows cost the
+	// server 2.16 s instead of 2.81 s with 100,000, and cubed 5.03 s instead of 4.83 s (medians
+	// of 8 alternating runs; 6.8% more events per CPU-second). Live, at 150k–180k events/s,
+	// the flush interval still writes about once a second.
+	DefaultClickHouseBatchRows = 200_000
 	// DefaultClickHouseFlushInterval is the least time between the writes of a
 	// ClickHouseBuffer: about one INSERT per second, as ClickHouse advises.
 	DefaultClickHouseFlushInterval = time.Second
