@@ -31,6 +31,7 @@ type chInserter struct {
 	i64    []int64
 	f64    []float64
 	nf64   []*float64
+	order  []int32
 }
 
 // takeInserter returns an idle inserter of t, or a new one, whose INSERT PrepareBatch opens
@@ -109,7 +110,8 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 	for _, col := range in.cols {
 		col.Reset()
 	}
-	order := t.insertOrder(rows)
+	order := t.insertOrder(rows, in.order)
+	in.order = order
 	n := len(rows)
 	// The dimension columns, filled in one pass over the rows: "" where a set rolls one up.
 	for d := range in.dims {

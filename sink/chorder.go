@@ -48,17 +48,18 @@ func (t *chTable) compareDims(gi int, a, b *Row) int {
 }
 
 // insertOrder returns the indexes of rows in the order of the table's ORDER BY key
-// (grouping_set, granularity, window_start, window_end, dimension columns…). Rows of equal key
-// (one group emitted twice, with two versions) may come in either order: ReplacingMergeTree
-// keeps the larger version whatever the order. rows must have passed checkRows.
+// (grouping_set, granularity, window_start, window_end, dimension columns…), in scratch's array
+// when it is big enough. Rows of equal key (one group emitted twice, with two versions) may come
+// in either order: ReplacingMergeTree keeps the larger version whatever the order. rows must
+// have passed checkRows.
 //
 // Cost: O(n) comparisons when each run of equal prefix is already in dimension order and no
 // prefix repeats; a run out of order is sorted on its own, two runs of one prefix (two early
 // fires of a window in one block) are merged, and rows that come in no useful order at all
 // (runs shorter than 16 rows on average) are sorted whole, O(n log n).
-func (t *chTable) insertOrder(rows []Row) []int32 {
+func (t *chTable) insertOrder(rows []Row, scratch []int32) []int32 {
 	n := len(rows)
-	perm := make([]int32, n)
+	perm := slices.Grow(scratch[:0], n)[:n]
 	for i := range perm {
 		perm[i] = int32(i)
 	}

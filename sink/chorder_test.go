@@ -83,7 +83,7 @@ func TestInsertOrder(t *testing.T) {
 	}
 	check := func(name string, rows []Row) {
 		t.Helper()
-		got := tbl.insertOrder(rows)
+		got := tbl.insertOrder(rows, nil)
 		keys := make([][]string, len(rows))
 		for i := range rows {
 			keys[i] = orderKey(p, &rows[i])
