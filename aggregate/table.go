@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/cubed-olap/cubed/internal/openaddr"
 )
 
 // keyTable is an open-addressing hash table from fixed-width []uint32 keys to dense entry
@@ -36,7 +38,7 @@ func hashKey(k []uint32) uint64 {
 // findOrInsert returns the entry of key, whose hash is h (hashKey(key) or any other function of
 // the key that the caller uses consistently for this table), and whether it was inserted now.
 func (t *keyTable) findOrInsert(key []uint32, h uint64) (int32, bool) {
-	if int(t.n+1)*4 > len(t.slots)*3 {
+	if openaddr.Full(int(t.n), len(t.slots)) {
 		t.grow()
 	}
 	w, tag := t.width, uint32(h)
@@ -71,7 +73,7 @@ func equalKey(a, b []uint32) bool {
 	return true
 }
 
-func (t *keyTable) grow() { t.growTo(max(64, 2*len(t.slots))) }
+func (t *keyTable) grow() { t.growTo(max(openaddr.MinSlots, 2*len(t.slots))) }
 
 // growTo replaces the slot array by one of n slots (a power of two) and re-inserts the entries.
 func (t *keyTable) growTo(n int) {
@@ -93,14 +95,9 @@ func (t *keyTable) reserve(n int) {
 	want := int(t.n) + n
 	t.keys = slices.Grow(t.keys, n*t.width)
 	t.tags = slices.Grow(t.tags, n)
-	if want*4 <= len(t.slots)*3 {
-		return
+	if size := openaddr.Slots(len(t.slots), want); size != len(t.slots) {
+		t.growTo(size)
 	}
-	size := max(64, len(t.slots))
-	for want*4 > size*3 {
-		size *= 2
-	}
-	t.growTo(size)
 }
 
 // key returns entry e's key (aliasing the table).

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/cubed-olap/cubed/internal/openaddr"
 )
 
 // shardCount is the number of independently locked parts of a namespace, so that concurrent
@@ -138,7 +140,7 @@ func (sh *memShard) store(v []byte) uint64 {
 	return uint64(n-1)<<41 | uint64(pos)<<24 | uint64(len(v))
 }
 
-func (sh *memShard) grow() { sh.growTo(max(64, 2*len(sh.slots))) }
+func (sh *memShard) grow() { sh.growTo(max(openaddr.MinSlots, 2*len(sh.slots))) }
 
 // growTo replaces the slot array by one of size slots (a power of two) and re-inserts the
 // entries.
@@ -162,14 +164,9 @@ func (sh *memShard) reserve(n int) {
 	want := len(sh.ents) + n
 	sh.ents = slices.Grow(sh.ents, n)
 	sh.ids = slices.Grow(sh.ids, n)
-	if want*4 <= len(sh.slots)*3 {
-		return
+	if size := openaddr.Slots(len(sh.slots), want); size != len(sh.slots) {
+		sh.growTo(size)
 	}
-	size := max(64, len(sh.slots))
-	for want*4 > size*3 {
-		size *= 2
-	}
-	sh.growTo(size)
 }
 
 // insert adds v (absent, hash h) to shard si with id, or with the next id when id is NoID, and
@@ -179,7 +176,7 @@ func (g *gen) insert(si int, v []byte, h uint64, id uint32) (uint32, error) {
 	if len(sh.ents) >= entryMask {
 		return 0, fmt.Errorf("dictionary namespace shard full (%d values)", len(sh.ents))
 	}
-	if (len(sh.ents)+1)*4 > len(sh.slots)*3 {
+	if openaddr.Full(len(sh.ents), len(sh.slots)) {
 		sh.grow()
 	}
 	slot, _ := sh.find(v, h)
