@@ -874,9 +874,10 @@ type ClickHouseBuffer struct {
 // chBatch is a batch of rows whose Dims and Values live in its own arenas, reused after the
 // batch is written.
 type chBatch struct {
-	rows []Row
-	vals []float64
-	dims []string
+	rows   []Row
+	vals   []float64
+	dims   []string
+	maxAdd int // the most rows one add brought
 }
 
 // add copies rows into the batch, which is written once it holds batchRows rows.
@@ -886,11 +887,12 @@ func (c *chBatch) add(rows []Row, batchRows int) {
 		nd += len(rows[i].Dims)
 		nv += len(rows[i].Values)
 	}
+	c.maxAdd = max(c.maxAdd, len(rows))
 	if need := len(c.rows) + len(rows); need > cap(c.rows) {
-		// Room for a whole batch and this Add at once: the batch fills up to batchRows before
-		// it is written, and by at most one Add beyond. The arenas get the same share per row
-		// as the rows so far.
-		want := max(need, batchRows+len(rows))
+		// Room for a whole batch and the biggest Add seen at once: the batch fills up to
+		// batchRows before it is written, and by at most one Add beyond. The arenas get the
+		// same share per row as the rows so far.
+		want := max(need, batchRows+c.maxAdd)
 		c.rows = slices.Grow(c.rows, want-len(c.rows))
 		c.dims = slices.Grow(c.dims, (len(c.dims)+nd)*want/need-len(c.dims))
 		c.vals = slices.Grow(c.vals, (len(c.vals)+nv)*want/need-len(c.vals))
