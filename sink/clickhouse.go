@@ -270,6 +270,12 @@ func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickH
 		ReadTimeout:  o.attemptTO,
 		MaxOpenConns: 4,
 		MaxIdleConns: 2,
+		// A block is written (and compressed) in pieces of about this many bytes, as the
+		// server's own max_compress_block_size, rather than clickhouse-go's default of 10 MiB:
+		// each pooled connection's buffer otherwise grew to half a block of 200,000 rows. In
+		// `make bench-clickhouse` cubed's CPU fell from 4.83 s to 4.34 s and the server's from
+		// 2.15 s to 1.73 s (medians of 6 alternating runs, each pair better on both sides).
+		MaxCompressionBuffer: 1 << 20,
 	}
 	switch WireCompression(cfg) {
 	case cube.CompressionLZ4:
