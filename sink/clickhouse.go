@@ -895,10 +895,12 @@ func (c *chBatch) add(rows []Row, batchRows int) {
 	}
 	c.maxAdd = max(c.maxAdd, len(rows))
 	if need := len(c.rows) + len(rows); need > cap(c.rows) {
-		// Room for a whole batch and the biggest Add seen at once: the batch fills up to
-		// batchRows before it is written, and by at most one Add beyond. The arenas get the
-		// same share per row as the rows so far.
-		want := max(need, batchRows+c.maxAdd)
+		// Twice the room needed, but no more than a whole batch and the biggest Add seen: the
+		// batch fills up to batchRows before it is written, and by at most one Add beyond, so
+		// a busy cube's batch grows to that once and keeps it, with no copy when an Add
+		// overflows it, while a quiet cube's stays small. The arenas get the same share per
+		// row as the rows so far.
+		want := max(need, min(batchRows+c.maxAdd, 2*need))
 		c.rows = slices.Grow(c.rows, want-len(c.rows))
 		c.dims = slices.Grow(c.dims, (len(c.dims)+nd)*want/need-len(c.dims))
 		c.vals = slices.Grow(c.vals, (len(c.vals)+nv)*want/need-len(c.vals))
