@@ -896,10 +896,10 @@ func (c *chBatch) add(rows []Row, batchRows int) {
 	c.maxAdd = max(c.maxAdd, len(rows))
 	if need := len(c.rows) + len(rows); need > cap(c.rows) {
 		// Twice the room needed, but no more than a whole batch and the biggest Add seen: the
-		// batch fills up to batchRows before it is written, and by at most one Add beyond, so
-		// a busy cube's batch grows to that once and keeps it, with no copy when an Add
-		// overflows it, while a quiet cube's stays small. The arenas get the same share per
-		// row as the rows so far.
+		// batch fills up to batchRows before it is written, and by at most one Add beyond. A
+		// busy cube's batch doubles its way up to that while it warms up and then keeps it
+		// (reset keeps the capacity), so later Adds copy nothing, while a quiet cube's stays
+		// small. The arenas get the same share per row as the rows so far.
 		want := max(need, min(batchRows+c.maxAdd, 2*need))
 		c.rows = slices.Grow(c.rows, want-len(c.rows))
 		c.dims = slices.Grow(c.dims, (len(c.dims)+nd)*want/need-len(c.dims))
