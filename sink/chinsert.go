@@ -24,8 +24,7 @@ type chInserter struct {
 	batch  driver.Batch
 	cancel context.CancelFunc
 	cols   []column.Interface
-	dims   [][]string // per dimension column
-	labels []string
+	strs   []string // a String column's values (the column copies them)
 	u64    []uint64
 	u16    []uint16
 	i64    []int64
@@ -63,7 +62,7 @@ func (c *ClickHouse) takeInserter(ctx context.Context, t *chTable) (*chInserter,
 		cancel()
 		return nil, fmt.Errorf("INSERT INTO %s: ClickHouse expects %d columns, the table's layout has %d: %w", t.name, len(cols), len(t.cols), ErrClickHouseSchema)
 	}
-	return &chInserter{batch: b, cancel: cancel, cols: cols, dims: make([][]string, len(t.plan.Dimensions))}, nil
+	return &chInserter{batch: b, cancel: cancel, cols: cols}, nil
 }
 
 // putInserter keeps in, whose last INSERT succeeded, for t's next one.
@@ -113,16 +112,6 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 	order := t.insertOrder(rows, in.order)
 	in.order = order
 	n := len(rows)
-	// The dimension columns, filled in one pass over the rows: "" where a set rolls one up.
-	for d := range in.dims {
-		in.dims[d] = fill(in.dims[d], n, "")
-	}
-	for i, o := range order {
-		r := &rows[o]
-		for j, pos := range t.gsDims[t.gsByID[r.GroupingSet]] {
-			in.dims[pos][i] = r.Dims[j]
-		}
-	}
 	for ci, col := range t.cols {
 		var v any
 		switch col.kind {
@@ -137,11 +126,11 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 			}
 			v = in.i64
 		case colGranularity:
-			in.labels = fill(in.labels, n, "")
+			in.strs = fill(in.strs, n, "")
 			for i, o := range order {
-				in.labels[i] = t.labels[rows[o].Window]
+				in.strs[i] = t.labels[rows[o].Window]
 			}
-			v = in.labels
+			v = in.strs
 		case colGroupingSet:
 			in.u16 = fill(in.u16, n, 0)
 			for i, o := range order {
@@ -149,7 +138,20 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 			}
 			v = in.u16
 		case colDim:
-			v = in.dims[col.index]
+			// "" where the row's grouping set rolls the dimension up. The rows come in runs of
+			// one grouping set (insertOrder).
+			in.strs = fill(in.strs, n, "")
+			gs, at := -1, []int(nil)
+			for i, o := range order {
+				r := &rows[o]
+				if int(r.GroupingSet) != gs {
+					gs, at = int(r.GroupingSet), t.gsDimAt[t.gsByID[r.GroupingSet]]
+				}
+				if j := at[col.index]; j >= 0 {
+					in.strs[i] = r.Dims[j]
+				}
+			}
+			v = in.strs
 		case colUInt:
 			in.u64 = fill(in.u64, n, 0)
 			for i, o := range order {
@@ -187,6 +189,7 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 		}
 	}
 	clear(in.nf64) // keeps no pointer into rows
+	clear(in.strs)
 	return in.batch.Send()
 }
 
