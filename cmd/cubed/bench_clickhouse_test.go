@@ -48,6 +48,33 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	return d
 }
 
+// procMemory reports, for process pid, its peak resident set (VmHWM of /proc/PID/status, in
+// MiB), its minor page faults (field 10 of /proc/PID/stat) and its system CPU time (field 15):
+// on a VM, memory touched for the first time costs a fault and the kernel's zeroing of the page
+// in cubed's own CPU time, which these show apart. It fails the benchmark when pid is gone.
+func procMemory(b *testing.B, pid int) (peakMiB float64, minflt int64, sys time.Duration) {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			peakMiB = kb / 1024
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	minflt, _ = strconv.ParseInt(f[7], 10, 64)
+	ticks, _ := strconv.ParseInt(f[12], 10, 64)
+	return peakMiB, minflt, time.Duration(ticks) * 10 * time.Millisecond
+}
+
 // benchModel is the peer's model (../shared/bench/clickhouse_peer.sql: per minute, count,
 // sum(amount) and exact UV over 5 grouping sets) reading topic and writing to ClickHouse table
 // topic of database bench (its only sink), with early fire every second.
@@ -199,7 +226,9 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	// ClickHouse is asked (a query with FINAL, which costs the server CPU that the peer is not
 	// charged for) only once cubed has counted every event and has no row left to write; the
 	// CPU times are read just before that query, so that the query is not counted either.
-	var wall, cubedCPU, chCPU, brokerCPU time.Duration
+	var wall, cubedCPU, chCPU, brokerCPU, sysCPU time.Duration
+	var peakMiB float64
+	var minflt int64
 	for {
 		var (
 			seen int64
@@ -207,6 +236,7 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 		)
 		if metricsByCube(b, httpAddr, "cubed_events_total")["peer"] == float64(n) && getStatus(b, httpAddr).Cubes[0].SinkBufferedRows == 0 {
 			wall, cubedCPU = time.Since(start), procCPU(b, p.cmd.Process.Pid)
+			peakMiB, minflt, sysCPU = procMemory(b, p.cmd.Process.Pid)
 			chCPU, brokerCPU = procCPU(b, srv.PID())-chCPU0, procCPU(b, brokerPID)-brokerCPU0
 			seen, err = queryableEvents(httpAddr)
 		}
@@ -238,8 +268,8 @@ func BenchmarkKafkaToClickHouse(b *testing.B) {
 	cpu := (cubedCPU + chCPU).Seconds()
 	rate := float64(n) / cpu
 	wallRate := float64(n) / wall.Seconds()
-	b.Logf("cubed → ClickHouse: %d events in %v wall; CPU cubed %.2fs + ClickHouse %.2fs = %.2fs → %.0f events/cpu-s (broker %.2fs apart); %.0f events/s wall; %.0f result rows written",
-		n, wall.Round(time.Millisecond), cubedCPU.Seconds(), chCPU.Seconds(), cpu, rate, brokerCPU.Seconds(), wallRate, inserted)
+	b.Logf("cubed → ClickHouse: %d events in %v wall; CPU cubed %.2fs + ClickHouse %.2fs = %.2fs → %.0f events/cpu-s (broker %.2fs apart); %.0f events/s wall; %.0f result rows written; cubed peak RSS %.0f MiB, %d minor faults, system CPU %.2fs",
+		n, wall.Round(time.Millisecond), cubedCPU.Seconds(), chCPU.Seconds(), cpu, rate, brokerCPU.Seconds(), wallRate, inserted, peakMiB, minflt, sysCPU.Seconds())
 
 	if os.Getenv("CUBED_BENCH_THROUGHPUT_ONLY") != "" {
 		b.ReportMetric(rate, "events/cpu-s")
