@@ -145,7 +145,8 @@ func queryableEvents(addr string) (int64, error) {
 //     cubed process and of the ClickHouse server together (/proc/PID/stat), read just before
 //     the query that finds every event, so the query's own cost is not counted, as the peer's
 //     run counts no query either; the broker's CPU is reported apart (broker-cpu-s), since the
-//     peer has no broker to pay for.
+//     peer has no broker to pay for. The log line adds cubed's peak RSS, minor page faults and
+//     system CPU (procMemory).
 //  2. The peer on the same file: ../shared/bench/run_peer.sh (ClickHouse materialized views
 //     over AggregatingMergeTree, server + client CPU); x-peer is the ratio of the two rates.
 //  3. Latency, once per share of phase 1's events/s (wall) in CUBED_BENCH_LIVE_PERCENT (comma
