@@ -50,15 +50,6 @@ func (c *cubeRun) waiting() bool {
 	return false
 }
 
-// heldRows is the number of rows waiting in the partitions' queues.
-func (c *cubeRun) heldRows() int {
-	n := 0
-	for _, q := range c.queues {
-		n += q.len()
-	}
-	return n
-}
-
 // alignBound returns the event time beyond which no waiting row may be released: max_drift
 // past the max event time of the slowest active partition that has no waiting rows (such a
 // partition may deliver older rows at any moment), or +∞ when there is none.

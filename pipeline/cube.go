@@ -705,31 +705,13 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		// Take no more records than the next flush can hold besides the rows waiting in
-		// alignment queues: the rest of a fetch stays in franz-go's buffer (which fetches no
-		// more until it is drained) rather than in the queues. Polling everything fetched
-		// made the queues grow by a fetch less a batch at every poll of a backlog, to about
-		// 137,000 rows (and their records' decompressed batches) before the partitions were
-		// paused (BenchmarkKafkaToClickHouse). With a full batch waiting that can go, the
-		// queues feed the flush without a poll; when every waiting row is held back by the
-		// alignment bound (stuck), only new records can free them.
-		var (
-			recs []source.Record
-			err  error
-		)
-		room := c.s.opts.BatchSize - c.heldRows()
-		if stuck := c.stuck(); room > 0 || stuck {
-			wait := 250 * time.Millisecond
-			if c.waiting() && !stuck {
-				wait = time.Millisecond // waiting rows can go: do not block on new ones
-			}
-			if room <= 0 {
-				room = c.s.opts.BatchSize
-			}
-			pctx, cancel := context.WithTimeout(ctx, wait)
-			recs, err = k.PollUpTo(pctx, room)
-			cancel()
+		wait := 250 * time.Millisecond
+		if c.waiting() && !c.stuck() {
+			wait = time.Millisecond // waiting rows can go: do not block on new ones
 		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		recs, err := k.Poll(pctx)
+		cancel()
 		recs = c.dropRedelivered(recs)
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			if errors.Is(err, source.ErrClosed) {
