@@ -66,12 +66,13 @@ import (
 
 // Defaults of a ClickHouse sink.
 const (
-	// DefaultClickHouseBatchRows is the most rows of one INSERT and the size at which a
-	// ClickHouseBuffer writes. Each INSERT makes a part (about 30 files) that the server later
-	// merges: in `make bench-clickhouse` (2M result rows) INSERTs of 200,000 rows cost the
-	// server 2.16 s instead of 2.81 s with 100,000, and cubed 5.03 s instead of 4.83 s (medians
-	// of 8 alternating runs; 6.8% more events per CPU-second). Live, at 150k–180k events/s,
-	// the flush interval still writes about once a second.
+	// DefaultClickHouseBatchRows is the rows of one INSERT (about: under one and a half times
+	// it, see insertParts) and the size at which a ClickHouseBuffer writes. Each INSERT makes a
+	// part (about 30 files) that the server later merges: in `make bench-clickhouse` (2M result
+	// rows) INSERTs of 200,000 rows cost the server 2.16 s instead of 2.81 s with 100,000, and
+	// cubed 5.03 s instead of 4.83 s (medians of 8 alternating runs; 6.8% more events per
+	// CPU-second). Live, at 150k–180k events/s, the flush interval still writes about once a
+	// second.
 	DefaultClickHouseBatchRows = 200_000
 	// DefaultClickHouseFlushInterval is the least time between the writes of a
 	// ClickHouseBuffer: about one INSERT per second, as ClickHouse advises.
@@ -185,8 +186,9 @@ type chOptions struct {
 // ClickHouseOption configures OpenClickHouse.
 type ClickHouseOption func(*chOptions)
 
-// WithClickHouseBatchRows sets the most rows of one INSERT (and the size at which a
-// ClickHouseBuffer writes). This overrides the default of DefaultClickHouseBatchRows.
+// WithClickHouseBatchRows sets the rows of one INSERT (about: under one and a half times n, see
+// insertParts) and the size at which a ClickHouseBuffer writes. This overrides the default of
+// DefaultClickHouseBatchRows.
 func WithClickHouseBatchRows(n int) ClickHouseOption {
 	return func(o *chOptions) { o.batchRows = max(n, 1) }
 }
@@ -639,15 +641,16 @@ func (t *chTable) checkRows(rows []Row) error {
 }
 
 // Write inserts rows into table (defined with Define), in INSERTs of about the batch size
-// (WithClickHouseBatchRows; less than one and a half, see insertParts) that name every column. It creates or checks the table first
-// (EnsureTable). A failed INSERT is retried with exponential backoff and jitter until it
-// succeeds or ctx ends, so Write blocks while ClickHouse is down (backpressure) and never drops
-// a row; a retried INSERT that had in fact been stored only repeats rows with the same key and
-// version, which FINAL and merges collapse. Write returns nil when every row is stored, and an
-// error when ctx ended first (some INSERTs may have been stored), when a row cannot be stored
-// (wrong window, grouping set or shape, a time outside DateTime; nothing is written), when the
-// table disagrees with the plan (wrapping ErrClickHouseSchema) or when TLS cannot work as
-// configured (wrapping ErrClickHouseTLS). Write does not keep rows.
+// (WithClickHouseBatchRows; under one and a half times it, see insertParts) that name every
+// column. It creates or checks the table first (EnsureTable). A failed INSERT is retried with
+// exponential backoff and jitter until it succeeds or ctx ends, so Write blocks while
+// ClickHouse is down (backpressure) and never drops a row; a retried INSERT that had in fact
+// been stored only repeats rows with the same key and version, which FINAL and merges collapse.
+// Write returns nil when every row is stored, and an error when ctx ended first (some INSERTs
+// may have been stored), when a row cannot be stored (wrong window, grouping set or shape, a
+// time outside DateTime; nothing is written), when the table disagrees with the plan (wrapping
+// ErrClickHouseSchema) or when TLS cannot work as configured (wrapping ErrClickHouseTLS). Write
+// does not keep rows.
 func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error {
 	return c.write(ctx, table, rows, nil)
 }
