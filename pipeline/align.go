@@ -15,10 +15,10 @@ import (
 //
 // Decoded rows wait in per-partition queues and are released in event-time order, oldest head
 // first, so partitions with a backlog advance together; a partition that has no waiting rows
-// but is active bounds the release at its max event time + max_drift (idle partitions do not
-// count). A partition has its fetching paused (franz-go PauseFetchPartitions) until its queue
-// drains when its oldest waiting row is beyond that bound (it runs ahead) or more than a batch
-// (Options.BatchSize) of its rows wait. Rows left waiting only because a batch was full do not
+// but is active bounds the release at its max event time + max_drift, and one that has not
+// delivered yet holds every row (idle partitions do not count). A partition has its fetching
+// paused (franz-go PauseFetchPartitions) until its queue drains when its oldest waiting row is
+// beyond that bound (it runs ahead) or more than a batch (Options.BatchSize) of its rows wait. Rows left waiting only because a batch was full do not
 // pause it: pausing drops what franz-go has already fetched and decompressed for the partition,
 // to fetch it again on resume, and pausing at the first waiting row made a backlog replay fetch
 // and decompress about twice what it consumed (BenchmarkKafkaToClickHouse: 1300 snappy batches
@@ -50,18 +50,36 @@ func (c *cubeRun) waiting() bool {
 	return false
 }
 
+// heldRows is the number of rows waiting in the partitions' queues.
+func (c *cubeRun) heldRows() int {
+	n := 0
+	for _, q := range c.queues {
+		n += q.len()
+	}
+	return n
+}
+
 // alignBound returns the event time beyond which no waiting row may be released: max_drift
 // past the max event time of the slowest active partition that has no waiting rows (such a
-// partition may deliver older rows at any moment), or +∞ when there is none.
+// partition may deliver older rows at any moment), or +∞ when there is none. An active
+// partition that has not delivered at all yet holds every row (math.MinInt64) until it
+// delivers or goes idle (partState.idle: a fetch showing it has nothing to deliver, or
+// idle_timeout): it may hold the oldest backlog of all. franz-go hands a capped poll's records
+// out partition by partition (PollRecords), so without this the first partition of a fetch ran
+// ahead of the others before they were even seen (TestWatermarkAlignment opened all 48 hours).
 func (c *cubeRun) alignBound(now time.Time) int64 {
 	bound := int64(math.MaxInt64)
 	for p, ps := range c.parts {
 		if q := c.queues[p]; q != nil && q.len() > 0 {
 			continue
 		}
-		if ps.maxTime != math.MinInt64 && now.Sub(ps.lastSeen) <= c.idle {
-			bound = min(bound, ps.maxTime)
+		if ps.idle(now, c.idle) {
+			continue
 		}
+		if ps.maxTime == math.MinInt64 {
+			return math.MinInt64
+		}
+		bound = min(bound, ps.maxTime)
 	}
 	if bound == math.MaxInt64 {
 		return bound

@@ -95,10 +95,19 @@ type cubeRun struct {
 
 // partState is the event-time progress of one source partition.
 type partState struct {
-	maxTime  int64
+	maxTime  int64 // max event time folded in (Unix ms); math.MinInt64 before the first row
 	lastSeen time.Time
 	offset   int64
 	lag      int64
+	lagKnown bool // lag comes from a fetch (source.Kafka.Lag), not the zero value
+}
+
+// idle reports whether the partition no longer holds the watermark or the alignment back: it
+// delivered nothing for longer than the idle timeout, or it never delivered and a fetch showed
+// it has nothing to deliver (an empty partition, or one read to its end before this cube took
+// it over) — it holds nothing back until its first row, like one idle for the timeout.
+func (ps *partState) idle(now time.Time, timeout time.Duration) bool {
+	return now.Sub(ps.lastSeen) > timeout || (ps.maxTime == math.MinInt64 && ps.lagKnown && ps.lag == 0)
 }
 
 type cubeState struct {
@@ -154,7 +163,7 @@ type PartitionStatus struct {
 	Offset       int64      `json:"offset"`         // offset (or file line) of the last record aggregated
 	Lag          int64      `json:"lag"`            // records behind the high watermark (Kafka)
 	MaxEventTime *time.Time `json:"max_event_time"` // largest event time seen; null before any
-	Idle         bool       `json:"idle"`           // no record for longer than idle_timeout
+	Idle         bool       `json:"idle"`           // no record for longer than idle_timeout, or none yet and none to fetch
 	// Paused is set while watermark alignment holds the partition back.
 	Paused bool `json:"paused"`
 }
@@ -369,9 +378,9 @@ func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int
 	}
 }
 
-// watermark is min over active partitions of (max event time) − max out-of-orderness; a
-// partition idle for longer than the idle timeout does not hold it back. When every partition
-// is idle the largest max event time counts.
+// watermark is min over active partitions of (max event time) − max out-of-orderness; an idle
+// partition (partState.idle) does not hold it back, and an active one that has not delivered
+// yet holds it at math.MinInt64. When every partition is idle the largest max event time counts.
 func (c *cubeRun) watermark(now time.Time) int64 {
 	wm, top := int64(math.MaxInt64), int64(math.MinInt64)
 	active := false
@@ -379,7 +388,7 @@ func (c *cubeRun) watermark(now time.Time) int64 {
 		if ps.maxTime > top {
 			top = ps.maxTime
 		}
-		if now.Sub(ps.lastSeen) > c.idle {
+		if ps.idle(now, c.idle) {
 			continue
 		}
 		active = true
@@ -564,7 +573,7 @@ func (c *cubeRun) publish(now time.Time) {
 	}
 	c.st.parts = c.st.parts[:0]
 	for p, ps := range c.parts {
-		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: now.Sub(ps.lastSeen) > c.idle, Paused: c.paused[p]}
+		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: ps.idle(now, c.idle), Paused: c.paused[p]}
 		if ps.maxTime != math.MinInt64 {
 			t := time.UnixMilli(ps.maxTime).UTC()
 			st.MaxEventTime = &t
@@ -705,13 +714,31 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := 250 * time.Millisecond
-		if c.waiting() && !c.stuck() {
-			wait = time.Millisecond // waiting rows can go: do not block on new ones
+		// Take no more records than the next flush can hold besides the rows waiting in
+		// alignment queues: the rest of a fetch stays in franz-go's buffer (which fetches no
+		// more until it is drained) rather than in the queues. Polling everything fetched
+		// made the queues grow by a fetch less a batch at every poll of a backlog, to about
+		// 137,000 rows (and their records' decompressed batches) before the partitions were
+		// paused (BenchmarkKafkaToClickHouse). With a full batch waiting that can go, the
+		// queues feed the flush without a poll; when every waiting row is held back by the
+		// alignment bound (stuck), only new records can free them.
+		var (
+			recs []source.Record
+			err  error
+		)
+		room := c.s.opts.BatchSize - c.heldRows()
+		if stuck := c.stuck(); room > 0 || stuck {
+			wait := 250 * time.Millisecond
+			if c.waiting() && !stuck {
+				wait = time.Millisecond // waiting rows can go: do not block on new ones
+			}
+			if room <= 0 {
+				room = c.s.opts.BatchSize
+			}
+			pctx, cancel := context.WithTimeout(ctx, wait)
+			recs, err = k.PollUpTo(pctx, room)
+			cancel()
 		}
-		pctx, cancel := context.WithTimeout(ctx, wait)
-		recs, err := k.Poll(pctx)
-		cancel()
 		recs = c.dropRedelivered(recs)
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			if errors.Is(err, source.ErrClosed) {
@@ -719,7 +746,8 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 			}
 			c.s.log.Warn("polling Kafka", "cube", c.name, "err", err)
 		}
-		c.ingest(recs)
+		// Every assigned partition has its state before the records are aligned: one that
+		// has not delivered yet holds the alignment back (alignBound) unless it is idle.
 		now := time.Now()
 		for _, p := range k.Assigned() {
 			if c.parts[p] == nil {
@@ -728,10 +756,12 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 		}
 		for p, lag := range k.Lag() {
 			if ps := c.parts[p]; ps != nil {
-				ps.lag = lag
+				ps.lag, ps.lagKnown = lag, true
 			}
 			c.s.metrics.lag.WithLabelValues(c.name, strconv.Itoa(int(p))).Set(float64(lag))
 		}
+		c.ingest(recs)
+		now = time.Now()
 		if err := c.advance(ctx, now, c.watermark(now), true); err != nil {
 			if ctx.Err() != nil {
 				return nil

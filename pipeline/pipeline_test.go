@@ -182,6 +182,82 @@ cubes:
 	}
 }
 
+// TestEmptyPartition: partition 1 of the topic never holds a record and idle_timeout is ten
+// minutes. The fetch shows partition 1 empty (high watermark 0), so it holds neither the
+// watermark alignment nor the watermark: partition 0's 100 minutes are aggregated and its first
+// hour closes at once, not after the idle timeout.
+func TestEmptyPartition(t *testing.T) {
+	c := newCluster(t, 2, "ev")
+	dir := t.TempDir()
+	model := writeModel(t, dir, fmt.Sprintf(`version: 1
+cubes:
+  - name: ev
+    source:
+      kafka: {brokers: [%q], topic: ev}
+    event_time: {field: ts, format: unix_ms, max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m}
+    dimensions: [{name: k}]
+    measures: [{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]
+    grouping_sets: [[], [k]]
+    windows: [{granularity: hour, emit_every: 200ms}]
+`, c.ListenAddrs()[0]))
+	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	users := map[string]bool{} // the oracle for the first hour
+	pv := 0
+	for i := 0; i < 100; i++ {
+		ts, u := base+int64(i)*60_000, fmt.Sprint("u", i%7) // minutes 0..99
+		v := fmt.Sprintf(`{"ts":%d,"k":"a","u":%q}`, ts, u)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "ev", Partition: 0, Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if ts < base+3_600_000 {
+			pv++
+			users[u] = true
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := svc.byName["ev"].status()
+		if st.Watermark != nil && st.Watermark.UnixMilli() == base+99*60_000 {
+			if st.Events != 100 {
+				t.Fatalf("watermark at minute 99 after %d of 100 events", st.Events)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the empty partition held the cube back: status %+v", svc.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var final *sink.Row
+	if err := svc.Scan("ev", 0, 0, base, base+1, func(r *sink.Row) error {
+		cp := *r
+		final = &cp
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
+		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, len(users))
+	}
+}
+
 // BenchmarkEndToEnd replays generated JSON lines (../shared/bench/gen.go's shape: 2M events,
 // 180k Zipf users) through decode → dictionary → both layers → embedded store, with the peer
 // benchmark's model (per minute, count, sum and exact UV over 5 grouping sets). One op is the

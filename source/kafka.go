@@ -151,7 +151,15 @@ func (k *Kafka) forget(parts []int32) {
 // partition that moved, a broker that went away) are retried by franz-go; they are logged and
 // Poll returns what it has.
 func (k *Kafka) Poll(ctx context.Context) ([]Record, error) {
-	fetches := k.cl.PollFetches(ctx)
+	return k.PollUpTo(ctx, 0)
+}
+
+// PollUpTo is Poll returning at most max records (all that were fetched when max <= 0); the
+// rest stay with the client, already fetched, for the next poll (franz-go's PollRecords). A
+// consumer that takes only what it can process next thus holds no more: the rest of a fetch
+// waits in franz-go's buffer, and no further fetch is made until that buffer is drained.
+func (k *Kafka) PollUpTo(ctx context.Context, max int) ([]Record, error) {
+	fetches := k.cl.PollRecords(ctx, max)
 	k.recs = k.recs[:0]
 	var fatal error
 	fetches.EachError(func(topic string, p int32, err error) {
@@ -171,7 +179,7 @@ func (k *Kafka) Poll(ctx context.Context) ([]Record, error) {
 		if fp.Topic != k.topic {
 			return
 		}
-		if fp.HighWatermark > 0 || len(fp.Records) > 0 {
+		if fp.Err == nil { // a partition fetched without records gives its watermark too
 			k.hwm[fp.Partition] = fp.HighWatermark
 		}
 		if n := len(fp.Records); n > 0 {

@@ -381,3 +381,40 @@ func TestKafkaPooledValuesValidUntilRelease(t *testing.T) {
 	round3 := poll(n)
 	check("round 3, fetched into released memory", round3)
 }
+
+// TestKafkaPollUpTo: PollUpTo never returns more than asked, and polls of a few records at a
+// time still deliver every produced record exactly once, each partition's in offset order
+// across polls. The expected records are the broker's acknowledgements.
+func TestKafkaPollUpTo(t *testing.T) {
+	c := newCluster(t)
+	want := produce(t, c, "up", 300)
+	k := newKafka(t, c, "g-upto", "earliest")
+	defer k.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got []pov
+	next := map[int32]int64{}
+	polls := 0
+	for len(got) < len(want) {
+		recs, err := k.PollUpTo(ctx, 7)
+		if err != nil {
+			t.Fatalf("PollUpTo after %d of %d records: %v", len(got), len(want), err)
+		}
+		polls++
+		if len(recs) > 7 {
+			t.Fatalf("PollUpTo(7) returned %d records", len(recs))
+		}
+		for _, r := range recs {
+			if r.Offset < next[r.Partition] {
+				t.Fatalf("partition %d: offset %d after %d", r.Partition, r.Offset, next[r.Partition]-1)
+			}
+			next[r.Partition] = r.Offset + 1
+			got = append(got, pov{r.Partition, r.Offset, string(r.Value)})
+			r.Release()
+		}
+	}
+	if polls < len(want)/7 {
+		t.Fatalf("%d records in %d polls of at most 7", len(got), polls)
+	}
+	equalPOV(t, "PollUpTo(7)", got, want)
+}
