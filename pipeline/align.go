@@ -164,8 +164,9 @@ func (c *cubeRun) align() {
 			delete(c.paused, p)
 			resume = append(resume, p)
 		}
-		if q.len() > 0 {
-			if ps := c.parts[p]; ps != nil {
+		if ps := c.parts[p]; ps != nil {
+			ps.waiting = q.len() > 0
+			if ps.waiting {
 				ps.lastSeen = now // waiting, not idle
 			}
 		}

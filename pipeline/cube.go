@@ -100,14 +100,16 @@ type partState struct {
 	offset   int64
 	lag      int64
 	lagKnown bool // lag comes from a fetch (source.Kafka.Lag), not the zero value
+	waiting  bool // rows of the partition wait in its alignment queue (align)
 }
 
 // idle reports whether the partition no longer holds the watermark or the alignment back: it
-// delivered nothing for longer than the idle timeout, or it never delivered and a fetch showed
-// it has nothing to deliver (an empty partition, or one read to its end before this cube took
-// it over) — it holds nothing back until its first row, like one idle for the timeout.
+// delivered nothing for longer than the idle timeout, or it never delivered, has no rows
+// waiting, and a fetch showed it has nothing to deliver (an empty partition, or one read to its
+// end before this cube took it over) — it holds nothing back until its first row, like one idle
+// for the timeout.
 func (ps *partState) idle(now time.Time, timeout time.Duration) bool {
-	return now.Sub(ps.lastSeen) > timeout || (ps.maxTime == math.MinInt64 && ps.lagKnown && ps.lag == 0)
+	return now.Sub(ps.lastSeen) > timeout || (ps.maxTime == math.MinInt64 && !ps.waiting && ps.lagKnown && ps.lag == 0)
 }
 
 type cubeState struct {
