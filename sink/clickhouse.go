@@ -68,12 +68,16 @@ import (
 const (
 	// DefaultClickHouseBatchRows is the rows of one INSERT (about: under one and a half times
 	// it, see insertParts) and the size at which a ClickHouseBuffer writes. Each INSERT makes a
-	// part (about 30 files) that the server later merges: in `make bench-clickhouse` (2M result
-	// rows) INSERTs of 200,000 rows cost the server 2.16 s instead of 2.81 s with 100,000, and
-	// cubed 5.03 s instead of 4.83 s (medians of 8 alternating runs; 6.8% more events per
-	// CPU-second). Live, at 150k–180k events/s, the flush interval still writes about once a
-	// second.
-	DefaultClickHouseBatchRows = 200_000
+	// part (about 30 files) that the server later merges, so bigger INSERTs cost the server less;
+	// but a ClickHouseBuffer holds two batches, and clickhouse-go a block's columns, which cubed
+	// pays for in memory it touches. In `make bench-clickhouse` (2M result rows, 9 alternating
+	// throughput runs, 2026-11-21) INSERTs of 100,000 rows cost the server 1.69 s (median)
+	// instead of 1.59 s with 200,000, and cubed 4.56 s instead of 5.21 s, at a peak RSS of
+	// 436–524 MiB instead of 561–702 MiB: 7% more events per CPU-second, better in 8 of 9
+	// pairs (one full run besides was worse). Before the Kafka poll limit and uncompressed
+	// loopback INSERTs, 200,000 had been 6.8% better. At 150k–180k events/s that is one or two
+	// INSERTs a second.
+	DefaultClickHouseBatchRows = 100_000
 	// DefaultClickHouseFlushInterval is the least time between the writes of a
 	// ClickHouseBuffer: about one INSERT per second, as ClickHouse advises.
 	DefaultClickHouseFlushInterval = time.Second
@@ -275,7 +279,7 @@ func OpenClickHouse(cfg *cube.ClickHouseSink, opts ...ClickHouseOption) (*ClickH
 		MaxIdleConns: 2,
 		// A block is written (and compressed) in pieces of about this many bytes, as the
 		// server's own max_compress_block_size, rather than clickhouse-go's default of 10 MiB:
-		// each pooled connection's buffer otherwise grew to half a block of 200,000 rows. In
+		// each pooled connection's buffer otherwise grew to half a block (of 200,000 rows then). In
 		// `make bench-clickhouse` cubed's CPU fell from 4.83 s to 4.34 s and the server's from
 		// 2.15 s to 1.73 s (medians of 6 alternating runs, each pair better on both sides).
 		MaxCompressionBuffer: 1 << 20,
