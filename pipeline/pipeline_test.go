@@ -97,10 +97,12 @@ func replayed(t *testing.T, model, dataDir string) *Service {
 	return svc
 }
 
-// TestIdlePartition: partition 1 delivers one early event and then nothing; partition 0 keeps
-// going. Until partition 1 has been idle for idle_timeout it holds the watermark back; after
-// that the watermark follows partition 0 alone and the first hour closes (its rows final).
-func TestIdlePartition(t *testing.T) {
+// evCube runs, until the test ends, a cube over a fresh 2-partition topic "ev" with hour windows
+// (count and exact UV by k) and the event_time settings given; produce writes one event
+// {"ts", "k": "a", "u"} to a partition, synchronously, and start runs the service (events
+// produced before it are a backlog).
+func evCube(t *testing.T, eventTime string) (svc *Service, produce func(part int32, ts int64, u string), start func()) {
+	t.Helper()
 	c := newCluster(t, 2, "ev")
 	dir := t.TempDir()
 	model := writeModel(t, dir, fmt.Sprintf(`version: 1
@@ -108,40 +110,81 @@ cubes:
   - name: ev
     source:
       kafka: {brokers: [%q], topic: ev}
-    event_time: {field: ts, format: unix_ms, max_out_of_orderness: 0s, idle_timeout: 2s}
+    event_time: {field: ts, format: unix_ms, %s}
     dimensions: [{name: k}]
     measures: [{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]
     grouping_sets: [[], [k]]
     windows: [{granularity: hour, emit_every: 200ms}]
-`, c.ListenAddrs()[0]))
+`, c.ListenAddrs()[0], eventTime))
 	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() { svc.Close() })
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	produce := func(part int32, ts int64, u string) {
+	t.Cleanup(cl.Close)
+	produce = func(part int32, ts int64, u string) {
 		v := fmt.Sprintf(`{"ts":%d,"k":"a","u":%q}`, ts, u)
 		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "ev", Partition: part, Value: []byte(v)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	start = func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		t.Cleanup(func() { // before the Closes above
+			cancel()
+			<-done
+		})
+	}
+	return svc, produce, start
+}
+
+// waitWatermark waits until the cube ev's published watermark is want (Unix ms), for at most
+// until deadline, then fails saying why.
+func waitWatermark(t *testing.T, svc *Service, want int64, deadline time.Time, why string) {
+	t.Helper()
+	for {
+		st := svc.byName["ev"].status()
+		if st.Watermark != nil && st.Watermark.UnixMilli() == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: watermark %v, want %v (status %+v)", why, st.Watermark, time.UnixMilli(want).UTC(), svc.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// firstHourRow returns the grand-total row of cube ev's hour starting at base, or nil.
+func firstHourRow(t *testing.T, svc *Service, base int64) *sink.Row {
+	t.Helper()
+	var final *sink.Row
+	if err := svc.Scan("ev", 0, 0, base, base+1, func(r *sink.Row) error {
+		cp := *r
+		final = &cp
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return final
+}
+
+// TestIdlePartition: partition 1 delivers one early event and then nothing; partition 0 keeps
+// going. Until partition 1 has been idle for idle_timeout it holds the watermark back; after
+// that the watermark follows partition 0 alone and the first hour closes (its rows final).
+func TestIdlePartition(t *testing.T) {
+	svc, produce, start := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 2s")
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	produce(1, base+1000, "early")
 	for i := 0; i < 100; i++ {
 		produce(0, base+int64(i)*60_000, fmt.Sprint("u", i%7)) // minutes 0..99
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	start()
 
 	// The first hour [base, base+1h) holds 60 events of partition 0 and the early one: 61
 	// events, users u0..u6 plus "early".
@@ -157,29 +200,12 @@ cubes:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var final *sink.Row
-	if err := svc.Scan("ev", 0, 0, base, base+1, func(r *sink.Row) error {
-		cp := *r
-		final = &cp
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if final == nil || final.Values[0] != 61 || final.Values[1] != 8 {
+	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != 61 || final.Values[1] != 8 {
 		t.Fatalf("first hour final row = %+v, want pv 61 uv 8", final)
 	}
 	// The second hour is still open: the watermark is partition 0's max (minute 99). The status
 	// is published just after the rows are written, so give it a moment.
-	for {
-		st := svc.byName["ev"].status()
-		if st.Watermark != nil && st.Watermark.UnixMilli() == base+99*60_000 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("watermark = %v, want %v", st.Watermark, time.UnixMilli(base+99*60_000).UTC())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitWatermark(t, svc, base+99*60_000, deadline, "after partition 1 went idle")
 }
 
 // TestEmptyPartition: partition 1 of the topic never holds a record and idle_timeout is ten
@@ -187,73 +213,24 @@ cubes:
 // watermark alignment nor the watermark: partition 0's 100 minutes are aggregated and its first
 // hour closes at once, not after the idle timeout.
 func TestEmptyPartition(t *testing.T) {
-	c := newCluster(t, 2, "ev")
-	dir := t.TempDir()
-	model := writeModel(t, dir, fmt.Sprintf(`version: 1
-cubes:
-  - name: ev
-    source:
-      kafka: {brokers: [%q], topic: ev}
-    event_time: {field: ts, format: unix_ms, max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m}
-    dimensions: [{name: k}]
-    measures: [{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]
-    grouping_sets: [[], [k]]
-    windows: [{granularity: hour, emit_every: 200ms}]
-`, c.ListenAddrs()[0]))
-	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	svc, produce, start := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m")
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	users := map[string]bool{} // the oracle for the first hour
 	pv := 0
 	for i := 0; i < 100; i++ {
 		ts, u := base+int64(i)*60_000, fmt.Sprint("u", i%7) // minutes 0..99
-		v := fmt.Sprintf(`{"ts":%d,"k":"a","u":%q}`, ts, u)
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "ev", Partition: 0, Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		produce(0, ts, u)
 		if ts < base+3_600_000 {
 			pv++
 			users[u] = true
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := svc.byName["ev"].status()
-		if st.Watermark != nil && st.Watermark.UnixMilli() == base+99*60_000 {
-			if st.Events != 100 {
-				t.Fatalf("watermark at minute 99 after %d of 100 events", st.Events)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the empty partition held the cube back: status %+v", svc.Status())
-		}
-		time.Sleep(50 * time.Millisecond)
+	start()
+	waitWatermark(t, svc, base+99*60_000, time.Now().Add(30*time.Second), "the empty partition held the cube back")
+	if st := svc.byName["ev"].status(); st.Events != 100 {
+		t.Fatalf("watermark at minute 99 after %d of 100 events", st.Events)
 	}
-	var final *sink.Row
-	if err := svc.Scan("ev", 0, 0, base, base+1, func(r *sink.Row) error {
-		cp := *r
-		final = &cp
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
+	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
 		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, len(users))
 	}
 }
