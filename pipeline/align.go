@@ -18,10 +18,11 @@ import (
 // but is active bounds the release at its max event time + max_drift, and one that has not
 // delivered yet holds every row (idle partitions do not count). A partition has its fetching
 // paused (franz-go PauseFetchPartitions) until its queue drains when its oldest waiting row is
-// beyond that bound (it runs ahead) or more than a batch (Options.BatchSize) of its rows wait. Rows left waiting only because a batch was full do not
-// pause it: pausing drops what franz-go has already fetched and decompressed for the partition,
-// to fetch it again on resume, and pausing at the first waiting row made a backlog replay fetch
-// and decompress about twice what it consumed (BenchmarkKafkaToClickHouse: 1300 snappy batches
+// beyond that bound (it runs ahead) or more than a batch (Options.BatchSize) of its rows wait.
+// Rows left waiting only because a batch was full do not pause it: pausing drops what franz-go
+// has already fetched and decompressed for the partition, to fetch it again on resume, and
+// pausing at the first waiting row made a backlog replay fetch and decompress about twice what
+// it consumed (BenchmarkKafkaToClickHouse: 1300 snappy batches
 // decompressed and 120 pauses per run, against 790–830 and 24–28; cubed's CPU 5–20% lower in 3
 // alternating runs). Waiting rows are not in the state, and the partition's checkpointed offset
 // stays before them, so a restart reads them again.
