@@ -64,7 +64,7 @@ func (c *cubeRun) heldRows() int {
 // past the max event time of the slowest active partition that has no waiting rows (such a
 // partition may deliver older rows at any moment), or +∞ when there is none. An active
 // partition that has not delivered at all yet holds every row (math.MinInt64) until it
-// delivers or goes idle (partState.idle: a fetch showing it has nothing to deliver, or
+// delivers or goes idle (partIdle: a fetch showing it has nothing to deliver, or
 // idle_timeout): it may hold the oldest backlog of all. franz-go hands a capped poll's records
 // out partition by partition (PollRecords), so without this the first partition of a fetch ran
 // ahead of the others before they were even seen (TestWatermarkAlignment opened all 48 hours).
@@ -74,7 +74,7 @@ func (c *cubeRun) alignBound(now time.Time) int64 {
 		if q := c.queues[p]; q != nil && q.len() > 0 {
 			continue
 		}
-		if ps.idle(now, c.idle) {
+		if c.partIdle(p, ps, now) {
 			continue
 		}
 		if ps.maxTime == math.MinInt64 {
@@ -165,9 +165,8 @@ func (c *cubeRun) align() {
 			delete(c.paused, p)
 			resume = append(resume, p)
 		}
-		if ps := c.parts[p]; ps != nil {
-			ps.waiting = q.len() > 0
-			if ps.waiting {
+		if q.len() > 0 {
+			if ps := c.parts[p]; ps != nil {
 				ps.lastSeen = now // waiting, not idle
 			}
 		}

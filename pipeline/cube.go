@@ -100,16 +100,21 @@ type partState struct {
 	offset   int64
 	lag      int64
 	lagKnown bool // lag comes from a fetch (source.Kafka.Lag), not the zero value
-	waiting  bool // rows of the partition wait in its alignment queue (align)
 }
 
-// idle reports whether the partition no longer holds the watermark or the alignment back: it
-// delivered nothing for longer than the idle timeout, or it never delivered, has no rows
-// waiting, and a fetch showed it has nothing to deliver (an empty partition, or one read to its
-// end before this cube took it over) — it holds nothing back until its first row, like one idle
-// for the timeout.
-func (ps *partState) idle(now time.Time, timeout time.Duration) bool {
-	return now.Sub(ps.lastSeen) > timeout || (ps.maxTime == math.MinInt64 && !ps.waiting && ps.lagKnown && ps.lag == 0)
+// partIdle reports whether partition p (its state ps) no longer holds the watermark or the
+// alignment back: it delivered nothing for longer than the idle timeout, or it never
+// delivered, has no rows waiting in its alignment queue, and a fetch showed it has nothing to
+// deliver (an empty partition, or one read to its end before this cube took it over) — it
+// holds nothing back until its first row, like one idle for the timeout.
+func (c *cubeRun) partIdle(p int32, ps *partState, now time.Time) bool {
+	if now.Sub(ps.lastSeen) > c.idle {
+		return true
+	}
+	if q := c.queues[p]; q != nil && q.len() > 0 {
+		return false
+	}
+	return ps.maxTime == math.MinInt64 && ps.lagKnown && ps.lag == 0
 }
 
 type cubeState struct {
@@ -381,16 +386,16 @@ func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int
 }
 
 // watermark is min over active partitions of (max event time) − max out-of-orderness; an idle
-// partition (partState.idle) does not hold it back, and an active one that has not delivered
+// partition (partIdle) does not hold it back, and an active one that has not delivered
 // yet holds it at math.MinInt64. When every partition is idle the largest max event time counts.
 func (c *cubeRun) watermark(now time.Time) int64 {
 	wm, top := int64(math.MaxInt64), int64(math.MinInt64)
 	active := false
-	for _, ps := range c.parts {
+	for p, ps := range c.parts {
 		if ps.maxTime > top {
 			top = ps.maxTime
 		}
-		if ps.idle(now, c.idle) {
+		if c.partIdle(p, ps, now) {
 			continue
 		}
 		active = true
@@ -575,7 +580,7 @@ func (c *cubeRun) publish(now time.Time) {
 	}
 	c.st.parts = c.st.parts[:0]
 	for p, ps := range c.parts {
-		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: ps.idle(now, c.idle), Paused: c.paused[p]}
+		st := PartitionStatus{Partition: p, Offset: ps.offset, Lag: ps.lag, Idle: c.partIdle(p, ps, now), Paused: c.paused[p]}
 		if ps.maxTime != math.MinInt64 {
 			t := time.UnixMilli(ps.maxTime).UTC()
 			st.MaxEventTime = &t
