@@ -48,31 +48,15 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	return d
 }
 
-// procMemory reports, for process pid, its peak resident set (VmHWM of /proc/PID/status, in
-// MiB), its minor page faults (field 10 of /proc/PID/stat) and its system CPU time (field 15):
-// on a VM, memory touched for the first time costs a fault and the kernel's zeroing of the page
-// in cubed's own CPU time, which these show apart. It fails the benchmark when pid is gone.
+// procMemory returns cubed's peak resident set (in MiB), minor page faults and system CPU time
+// (chtest.ProcessMemory); it fails the benchmark when pid is gone.
 func procMemory(b *testing.B, pid int) (peakMiB float64, minflt int64, sys time.Duration) {
 	b.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	peak, minflt, sys, err := chtest.ProcessMemory(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			peakMiB = kb / 1024
-		}
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	minflt, _ = strconv.ParseInt(f[7], 10, 64)
-	ticks, _ := strconv.ParseInt(f[12], 10, 64)
-	return peakMiB, minflt, time.Duration(ticks) * 10 * time.Millisecond
+	return float64(peak) / (1 << 20), minflt, sys
 }
 
 // benchModel is the peer's model (../shared/bench/clickhouse_peer.sql: per minute, count,

@@ -139,21 +139,61 @@ func (s *Server) CPU() time.Duration {
 // fields 14 and 15 of /proc/PID/stat, in clock ticks of USER_HZ = 100 per second (the fixed unit
 // of /proc on Linux): a resolution of 10 ms. It fails when the process does not exist.
 func ProcessCPU(pid int) (time.Duration, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := processStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("reading the CPU time of process %d: %w", pid, err)
-	}
-	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, raw)
 	}
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64) // field 14
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64) // field 15
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, raw)
+		return 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, fields)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// ProcessMemory returns process pid's peak resident set (VmHWM of /proc/PID/status, in bytes),
+// its minor page faults (field 10 of /proc/PID/stat) and its system CPU time (field 15, as in
+// ProcessCPU): memory touched for the first time costs a fault and the kernel's zeroing of the
+// page in the process's own system time. It fails when the process does not exist.
+func ProcessMemory(pid int) (peak, minflt int64, sys time.Duration, err error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("reading the memory figures of process %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, 0, 0, fmt.Errorf("parsing /proc/%d/status: %q", pid, line)
+			}
+			peak = kb << 10
+		}
+	}
+	fields, err := processStat(pid)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("reading the memory figures of process %d: %w", pid, err)
+	}
+	minflt, err1 := strconv.ParseInt(fields[7], 10, 64) // field 10
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, 0, 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, fields)
+	}
+	return peak, minflt, time.Duration(stime) * 10 * time.Millisecond, nil
+}
+
+// processStat returns the fields of /proc/PID/stat from field 3 on (fields[i] is field i+3), at
+// least the 13 that ProcessCPU and ProcessMemory read.
+func processStat(pid int) ([]string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	if len(fields) < 13 {
+		return nil, fmt.Errorf("parsing /proc/%d/stat: %q", pid, raw)
+	}
+	return fields, nil
 }
 
 func (s *Server) start() {
