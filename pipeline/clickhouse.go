@@ -74,7 +74,7 @@ func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) e
 	}
 	c.orderPending()
 	before := c.ch.buf.Len()
-	err := c.ch.buf.Add(ctx, c.pending, now)
+	err := c.ch.buf.Add(ctx, &c.pending, now)
 	if err == nil && force {
 		err = c.ch.buf.Flush(ctx)
 	}
@@ -85,7 +85,7 @@ func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) e
 		c.mu.Unlock()
 		return fmt.Errorf("cube %q: %w", c.name, err)
 	}
-	if c.ch.buf.Len() < before+len(c.pending) { // a write went through
+	if c.ch.buf.Len() < before+len(c.pending.Rows) { // a write went through
 		c.mu.Lock()
 		c.st.sinkErr = ""
 		c.mu.Unlock()

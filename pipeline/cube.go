@@ -58,16 +58,15 @@ type cubeRun struct {
 	ooo      int64 // max out-of-orderness, ms
 	idle     time.Duration
 	lastEmit []time.Time // per window
-	pending  []sink.Row
-	dimArena []string  // Dims of pending rows
-	valArena []float64 // Values of pending rows
-	// idArena holds the dimension ids of pending rows (pendingIDs[i] is row i's offset) and
-	// pendingGS their grouping-set index, for sortPending.
-	idArena       []uint32
-	pendingIDs    []int32
-	pendingGS     []int
-	order         rowOrder
-	sortedScratch []sink.Row
+	// pending holds the emitted rows not yet written, in compact form (pointer-free records,
+	// dimension ids and measures in two arrays); its Dicts is dimVals.
+	pending sink.IDRows
+	order   rowOrder
+	// sortedScratch is sortPending's second array of records; rowScratch and dimArena hold
+	// pending in Row form for the embedded store (embeddedRows).
+	sortedScratch []sink.IDRow
+	rowScratch    []sink.Row
+	dimArena      []string
 	pendingSorted bool // orderPending ran since pending was last emptied
 	version       uint64
 	peakPending   int // the most pending rows written at once
@@ -229,6 +228,7 @@ func newCubeRun(s *Service, p *cube.Plan) (*cubeRun, error) {
 		c.dimNS[len(c.dimNS)-1].SetCacheLimit(c.dictLimit)
 	}
 	c.dimVals = make([][]string, len(c.dimNS))
+	c.pending.Dicts = c.dimVals
 	for _, f := range p.DistinctFields {
 		c.idNS = append(c.idNS, s.dict.Namespace(c.name+"/id/"+f))
 		c.idNS[len(c.idNS)-1].SetCacheLimit(c.dictLimit)
@@ -412,35 +412,51 @@ func (c *cubeRun) watermark(now time.Time) int64 {
 	return wm - c.ooo
 }
 
-// collect converts an emitted row into a pending sink row.
+// collect appends an emitted row to the pending rows: its record, dimension ids and measures,
+// copied into arrays that are reused once the pending rows are written (no allocation of its
+// own). Ids are resolved to strings only as the rows are written; collect refreshes the
+// dictionary snapshot of a dimension whose new id it does not cover yet.
 func (c *cubeRun) collect(r *aggregate.Row) {
 	gs := c.plan.GroupingSets[r.GroupingSet]
-	// Dims and Values live in arenas that are reset once the pending rows are written, so an
-	// emitted row costs no allocation of its own.
-	d0 := len(c.dimArena)
 	for i, id := range r.Dims {
-		vals := c.dimVals[gs.Project[i]]
-		if int(id) >= len(vals) {
-			vals = c.dimNS[gs.Project[i]].Snapshot()
-			c.dimVals[gs.Project[i]] = vals
-			if int(id) >= len(vals) {
+		d := gs.Project[i]
+		if int(id) >= len(c.dimVals[d]) {
+			c.dimVals[d] = c.dimNS[d].Snapshot()
+			if int(id) >= len(c.dimVals[d]) {
 				panic(fmt.Sprintf("BUG: dimension id %d of %q not in the dictionary", id, gs.Names[i]))
 			}
 		}
-		c.dimArena = append(c.dimArena, vals[id])
 	}
-	v0 := len(c.valArena)
-	c.valArena = append(c.valArena, r.Values...)
-	c.pendingIDs = append(c.pendingIDs, int32(len(c.idArena)))
-	c.idArena = append(c.idArena, r.Dims...)
-	c.pendingGS = append(c.pendingGS, r.GroupingSet)
 	c.version++
-	c.pending = append(c.pending, sink.Row{
-		Window: r.Window, GroupingSet: gs.ID, Start: r.Start, End: r.End,
-		Dims: c.dimArena[d0:len(c.dimArena):len(c.dimArena)], Values: c.valArena[v0:len(c.valArena):len(c.valArena)],
-		Version: c.version,
-	})
+	p := &c.pending
+	p.Rows = append(p.Rows, sink.IDRow{Start: r.Start, End: r.End, Version: c.version,
+		IDs: int32(len(p.IDs)), Values: int32(len(p.Values)), Window: int32(r.Window), Set: uint16(r.GroupingSet)})
+	p.IDs = append(p.IDs, r.Dims...)
+	p.Values = append(p.Values, r.Values...)
 	c.spillPending()
+}
+
+// embeddedRows returns the pending rows in Row form, for the embedded store: dimension values
+// from the dictionary snapshots, measures pointing into the pending array. The rows and their
+// Dims are reused by the next call.
+func (c *cubeRun) embeddedRows() []sink.Row {
+	p := &c.pending
+	nm := len(c.plan.Measures)
+	rows := c.rowScratch[:0]
+	dims := c.dimArena[:0]
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		gs := c.plan.GroupingSets[r.Set]
+		d0 := len(dims)
+		for j, id := range p.IDs[r.IDs : int(r.IDs)+len(gs.Project)] {
+			dims = append(dims, c.dimVals[gs.Project[j]][id])
+		}
+		rows = append(rows, sink.Row{Window: int(r.Window), GroupingSet: gs.ID, Start: r.Start, End: r.End,
+			Dims: dims[d0:len(dims):len(dims)], Values: p.Values[r.Values : int(r.Values)+nm : int(r.Values)+nm],
+			Version: r.Version})
+	}
+	c.rowScratch, c.dimArena = rows, dims
+	return rows
 }
 
 // advance moves the watermark, early-fires windows whose emit_every has passed (when early is
@@ -500,7 +516,7 @@ var maxPendingRows = 1 << 18
 // spillPending writes the pending rows (ClickHouse buffer, then the embedded store) while an
 // emission is still running, once they reach maxPendingRows.
 func (c *cubeRun) spillPending() {
-	if !c.spill.on || c.spill.err != nil || len(c.pending) < maxPendingRows {
+	if !c.spill.on || c.spill.err != nil || len(c.pending.Rows) < maxPendingRows {
 		return
 	}
 	if err := c.toClickHouse(c.spill.ctx, c.spill.now, false); err != nil {
@@ -523,20 +539,22 @@ func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
 // sink.embedded false), retrying with backoff until it succeeds or ctx ends (rows are never
 // dropped), and empties them.
 func (c *cubeRun) writePending(ctx context.Context, now time.Time) error {
-	if len(c.pending) > 0 {
-		c.peakPending = max(c.peakPending, len(c.pending))
+	if n := len(c.pending.Rows); n > 0 {
+		c.peakPending = max(c.peakPending, n)
 		embedded := !c.plan.Cube.Sink.NoEmbedded
+		var rows []sink.Row
 		if embedded {
 			c.orderPending()
+			rows = c.embeddedRows()
 		}
 		backoff := 100 * time.Millisecond
 		for embedded {
-			err := c.s.store.Write(c.table, c.pending)
+			err := c.s.store.Write(c.table, rows)
 			if err == nil {
 				break
 			}
 			c.s.metrics.sinkErrors.WithLabelValues(c.name).Inc()
-			c.s.log.Error("writing results", "cube", c.name, "rows", len(c.pending), "err", err)
+			c.s.log.Error("writing results", "cube", c.name, "rows", n, "err", err)
 			c.mu.Lock()
 			c.st.sinkErr = err.Error()
 			c.mu.Unlock()
@@ -547,13 +565,11 @@ func (c *cubeRun) writePending(ctx context.Context, now time.Time) error {
 			}
 			backoff = min(2*backoff, 10*time.Second)
 		}
-		c.rows += uint64(len(c.pending))
-		c.s.metrics.emittedRows.WithLabelValues(c.name).Add(float64(len(c.pending)))
-		clear(c.pending) // drop references into old arenas
-		c.pending = c.pending[:0]
-		c.dimArena, c.valArena = c.dimArena[:0], c.valArena[:0]
-		c.idArena, c.pendingIDs, c.pendingGS = c.idArena[:0], c.pendingIDs[:0], c.pendingGS[:0]
-		clear(c.sortedScratch)
+		c.rows += uint64(n)
+		c.s.metrics.emittedRows.WithLabelValues(c.name).Add(float64(n))
+		// rows (kept in rowScratch) point only into pending's measures and the dictionaries,
+		// which outlive them: nothing to clear.
+		c.pending.Rows, c.pending.IDs, c.pending.Values = c.pending.Rows[:0], c.pending.IDs[:0], c.pending.Values[:0]
 		c.pendingSorted = false
 		c.mu.Lock()
 		c.st.lastEmit = now

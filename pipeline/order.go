@@ -53,14 +53,15 @@ type rankedRow struct {
 // within a run of one (window, grouping set, start, end) it is the order of the table's ORDER
 // BY key (see sink.ClickHouse).
 func (c *cubeRun) orderPending() {
-	if c.pendingSorted || len(c.pending) < sink.IngestMinRows {
+	if c.pendingSorted || len(c.pending.Rows) < sink.IngestMinRows {
 		return
 	}
 	c.sortPending()
 	c.pendingSorted = true
 }
 
-// sortPending reorders c.pending into key order. It does nothing when a dimension has more than
+// sortPending reorders the pending records into key order (their ids and measures stay where
+// they are). It does nothing when a dimension has more than
 // rankLimit values or a grouping set's ranks do not fit 64 bits.
 func (c *cubeRun) sortPending() {
 	o := &c.order
@@ -105,15 +106,16 @@ func (c *cubeRun) sortPending() {
 		}
 	}
 	o.keys = o.keys[:0]
-	for i := range c.pending {
-		r := &c.pending[i]
-		gs := c.plan.GroupingSets[c.pendingGS[i]]
-		ids := c.idArena[c.pendingIDs[i] : int(c.pendingIDs[i])+len(gs.Project)]
+	pend := &c.pending
+	for i := range pend.Rows {
+		r := &pend.Rows[i]
+		gs := &c.plan.GroupingSets[r.Set]
+		ids := pend.IDs[r.IDs : int(r.IDs)+len(gs.Project)]
 		var packed uint64
 		for x, p := range gs.Project {
 			packed = packed<<width[p] | uint64(o.rank[p][ids[x]])
 		}
-		o.keys = append(o.keys, orderKey{window: r.Window, gs: r.GroupingSet, gsIndex: c.pendingGS[i],
+		o.keys = append(o.keys, orderKey{window: int(r.Window), gs: gs.ID, gsIndex: int(r.Set),
 			start: r.Start, end: r.End, packed: packed, pending: int32(i)})
 	}
 	// Emission order already groups rows into runs of equal (window, grouping set, start, end).
@@ -147,9 +149,9 @@ func (c *cubeRun) sortPending() {
 	}
 	sorted := c.sortedScratch[:0]
 	for _, k := range o.merged {
-		sorted = append(sorted, c.pending[k.pending])
+		sorted = append(sorted, pend.Rows[k.pending])
 	}
-	c.pending, c.sortedScratch = sorted, c.pending
+	pend.Rows, c.sortedScratch = sorted, pend.Rows
 }
 
 // radixMin is the shortest slice that sortRanked radix-sorts; shorter ones are insertion-sorted.

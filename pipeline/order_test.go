@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -76,22 +77,24 @@ cubes:
 		}
 		// The oracle: rows stably sorted by their encoded keys, so that of equal keys the
 		// later emission comes later (the store keeps the last).
-		want := make([]sink.Row, len(c.pending))
-		copy(want, c.pending)
+		want := slices.Clone(c.embeddedRows())
+		for i := range want {
+			want[i].Dims = slices.Clone(want[i].Dims)
+		}
 		sort.SliceStable(want, func(i, j int) bool {
 			return bytes.Compare(sink.AppendKey(nil, c.table, &want[i]), sink.AppendKey(nil, c.table, &want[j])) < 0
 		})
 		c.sortPending()
-		if len(c.pending) != len(want) {
-			t.Fatalf("round %d: %d rows after sorting, want %d", round, len(c.pending), len(want))
+		got := c.embeddedRows()
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d rows after sorting, want %d", round, len(got), len(want))
 		}
 		for i := range want {
-			if got := c.pending[i].Values[0]; got != want[i].Values[0] {
+			if got[i].Values[0] != want[i].Values[0] || !slices.Equal(got[i].Dims, want[i].Dims) {
 				t.Fatalf("round %d: row %d is emission %v (key %q), want emission %v (key %q)", round, i,
-					got, sink.AppendKey(nil, c.table, &c.pending[i]), want[i].Values[0], sink.AppendKey(nil, c.table, &want[i]))
+					got[i].Values[0], sink.AppendKey(nil, c.table, &got[i]), want[i].Values[0], sink.AppendKey(nil, c.table, &want[i]))
 			}
 		}
-		c.pending = c.pending[:0]
-		c.dimArena, c.valArena, c.idArena, c.pendingIDs, c.pendingGS = nil, nil, nil, nil, nil
+		c.pending.Rows, c.pending.IDs, c.pending.Values = nil, nil, nil
 	}
 }

@@ -5,14 +5,12 @@ import (
 	"testing"
 )
 
-// TestChBatchGrowth: a batch's arrays hold every row added, in order; a quiet cube's batch (a
-// few rows per Add) keeps at most about twice the room its rows need, and no batch grows
-// beyond a whole batch plus the biggest Add seen (or the rows it holds, if more).
+// TestChBatchGrowth: a batch's arrays hold every row added, in order, each with its own ids and
+// measures (offsets moved past what the batch held) and the longest dictionary snapshot seen; a
+// quiet cube's batch (a few rows per Add) keeps at most about twice the room its rows need, and
+// no batch grows beyond a whole batch plus the biggest Add seen (or the rows it holds, if more).
 func TestChBatchGrowth(t *testing.T) {
 	const batchRows = 200_000
-	row := func(i int) Row {
-		return Row{Window: i, Dims: []string{"a", "b"}, Values: []float64{float64(i)}, Version: uint64(i)}
-	}
 	for _, tc := range []struct {
 		name string
 		add  int // rows per add
@@ -20,26 +18,43 @@ func TestChBatchGrowth(t *testing.T) {
 	}{{"quiet", 3, 200}, {"busy", 33_000, 7}, {"one add beyond", 150_000, 2}} {
 		var c chBatch
 		n := 0
+		dict := []string{"a", "b", "c"}
 		for a := 0; a < tc.adds; a++ {
-			rows := make([]Row, tc.add)
-			for i := range rows {
-				rows[i] = row(n + i)
+			// Each Add's rows are in reverse order of their ids and measures, as sorted rows are
+			// in the order of their arrays.
+			rows := IDRows{Dicts: [][]string{dict[:2+a%2], nil}}
+			for i := range tc.add {
+				k := n + tc.add - 1 - i
+				rows.Rows = append(rows.Rows, IDRow{Window: int32(k), Version: uint64(k),
+					IDs: int32(2 * (tc.add - 1 - i)), Values: int32(tc.add - 1 - i)})
 			}
-			c.add(rows, batchRows)
+			for i := range tc.add {
+				rows.IDs = append(rows.IDs, uint32((n+i)%3), uint32(a%2))
+				rows.Values = append(rows.Values, float64(n+i))
+			}
+			c.add(&rows, batchRows)
 			n += tc.add
-			if len(c.rows) != n {
-				t.Fatalf("%s: %d rows after adding %d", tc.name, len(c.rows), n)
+			if len(c.Rows) != n {
+				t.Fatalf("%s: %d rows after adding %d", tc.name, len(c.Rows), n)
 			}
 			// Allocation rounds a size up to its size class: at most an eighth more, but a few
 			// elements more for tiny arrays.
 			slack := func(k int) int { return k + k/8 + 16 }
-			if cap(c.rows) > slack(2*n) || cap(c.rows) > slack(max(batchRows+c.maxAdd, n)) {
-				t.Fatalf("%s: room for %d rows after adding %d in Adds of %d", tc.name, cap(c.rows), n, tc.add)
+			if cap(c.Rows) > slack(2*n) || cap(c.Rows) > slack(max(batchRows+c.maxAdd, n)) {
+				t.Fatalf("%s: room for %d rows after adding %d in Adds of %d", tc.name, cap(c.Rows), n, tc.add)
+			}
+			if want := 2 + min(a, 1); len(c.Dicts[0]) != want || len(c.Dicts[1]) != 0 {
+				t.Fatalf("%s: dictionaries of %d and %d values after %d Adds, want %d and 0", tc.name, len(c.Dicts[0]), len(c.Dicts[1]), a+1, want)
 			}
 		}
-		for i, r := range c.rows {
-			if r.Window != i || r.Version != uint64(i) || r.Values[0] != float64(i) || len(r.Dims) != 2 || r.Dims[1] != "b" {
-				t.Fatalf("%s: row %d is %+v", tc.name, i, r)
+		for i := range c.Rows {
+			r := &c.Rows[i]
+			add, j := i/tc.add, i%tc.add
+			k := add*tc.add + tc.add - 1 - j // the row's number
+			ids := c.ids(r, 2)
+			if r.Window != int32(k) || r.Version != uint64(k) || c.values(r, 1)[0] != float64(k) ||
+				ids[0] != uint32(k%3) || ids[1] != uint32(add%2) {
+				t.Fatalf("%s: row %d is %+v, ids %v, measure %v; want row %d", tc.name, i, *r, ids, c.values(r, 1), k)
 			}
 		}
 	}

@@ -90,10 +90,11 @@ func dropInserter(in *chInserter) {
 }
 
 // insert sends rows as one INSERT, column by column, in the order of the table's ORDER BY key
-// (insertOrder), which spares the server its sort. It fails with the first error of the
-// columns or of the INSERT (the rows are then not written, or, as ClickHouse writes each block
-// as a whole, all written: retrying writes them again, with the same versions).
-func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err error) {
+// (insertOrder), which spares the server its sort; dimension ids become their strings here, as
+// each String column is filled. It fails with the first error of the columns or of the INSERT
+// (the rows are then not written, or, as ClickHouse writes each block as a whole, all written:
+// retrying writes them again, with the same versions). rows must have passed checkIDRows.
+func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows *IDRows) (err error) {
 	in, err := c.takeInserter(ctx, t)
 	if err != nil {
 		return err
@@ -111,16 +112,17 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 	}
 	order := t.insertOrder(rows, in.order)
 	in.order = order
-	n := len(rows)
+	recs := rows.Rows
+	n := len(recs)
 	for ci, col := range t.cols {
 		var v any
 		switch col.kind {
 		case colStart, colEnd:
 			in.i64 = fill(in.i64, n, 0)
 			for i, o := range order {
-				ms := rows[o].Start
+				ms := recs[o].Start
 				if col.kind == colEnd {
-					ms = rows[o].End
+					ms = recs[o].End
 				}
 				in.i64[i] = ms / 1000
 			}
@@ -128,34 +130,35 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 		case colGranularity:
 			in.strs = fill(in.strs, n, "")
 			for i, o := range order {
-				in.strs[i] = t.labels[rows[o].Window]
+				in.strs[i] = t.labels[recs[o].Window]
 			}
 			v = in.strs
 		case colGroupingSet:
 			in.u16 = fill(in.u16, n, 0)
 			for i, o := range order {
-				in.u16[i] = rows[o].GroupingSet
+				in.u16[i] = t.setID[recs[o].Set]
 			}
 			v = in.u16
 		case colDim:
 			// "" where the row's grouping set rolls the dimension up. The rows come in runs of
 			// one grouping set (insertOrder).
 			in.strs = fill(in.strs, n, "")
-			gs, at := -1, []int(nil)
+			vals := rows.Dicts[col.index]
+			set, j := -1, -1
 			for i, o := range order {
-				r := &rows[o]
-				if int(r.GroupingSet) != gs {
-					gs, at = int(r.GroupingSet), t.gsDimAt[t.gsByID[r.GroupingSet]]
+				r := &recs[o]
+				if int(r.Set) != set {
+					set, j = int(r.Set), t.gsDimAt[r.Set][col.index]
 				}
-				if j := at[col.index]; j >= 0 {
-					in.strs[i] = r.Dims[j]
+				if j >= 0 {
+					in.strs[i] = vals[rows.IDs[int(r.IDs)+j]]
 				}
 			}
 			v = in.strs
 		case colUInt:
 			in.u64 = fill(in.u64, n, 0)
 			for i, o := range order {
-				f := rows[o].Values[col.index]
+				f := rows.Values[int(recs[o].Values)+col.index]
 				if f != f || f < 0 {
 					return fmt.Errorf("measure %s of row %d is %v, which UInt64 cannot hold: %w", col.name, o, f, ErrClickHouseSchema)
 				}
@@ -165,13 +168,13 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 		case colFloat:
 			in.f64 = fill(in.f64, n, 0)
 			for i, o := range order {
-				in.f64[i] = rows[o].Values[col.index]
+				in.f64[i] = rows.Values[int(recs[o].Values)+col.index]
 			}
 			v = in.f64
 		case colNullFloat:
 			in.nf64 = fill(in.nf64, n, nil)
 			for i, o := range order {
-				if f := &rows[o].Values[col.index]; *f == *f {
+				if f := &rows.Values[int(recs[o].Values)+col.index]; *f == *f {
 					in.nf64[i] = f
 				}
 			}
@@ -179,7 +182,7 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows []Row) (err er
 		case colVersion:
 			in.u64 = fill(in.u64, n, 0)
 			for i, o := range order {
-				in.u64[i] = rows[o].Version
+				in.u64[i] = recs[o].Version
 			}
 			v = in.u64
 		}

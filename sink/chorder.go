@@ -22,8 +22,8 @@ import (
 // comparePrefix compares two rows by the first four columns of the ORDER BY key: grouping set,
 // granularity label (by its rank among the cube's labels), and window_start and window_end in
 // whole seconds, as insert sends them.
-func (t *chTable) comparePrefix(a, b *Row) int {
-	if c := cmp.Compare(a.GroupingSet, b.GroupingSet); c != 0 {
+func (t *chTable) comparePrefix(a, b *IDRow) int {
+	if c := cmp.Compare(t.setID[a.Set], t.setID[b.Set]); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(t.labelRank[a.Window], t.labelRank[b.Window]); c != 0 {
@@ -35,12 +35,14 @@ func (t *chTable) comparePrefix(a, b *Row) int {
 	return cmp.Compare(a.End/1000, b.End/1000)
 }
 
-// compareDims compares the dimension values of two rows of the grouping set whose index in
-// plan.GroupingSets is gi, in the table's column order (the ORDER BY order); the dimensions
-// the set rolls up are empty strings in both rows.
-func (t *chTable) compareDims(gi int, a, b *Row) int {
-	for _, j := range t.gsColOrder[gi] {
-		if c := strings.Compare(a.Dims[j], b.Dims[j]); c != 0 {
+// compareDims compares the dimension values of two rows of batch rs of one grouping set, in
+// the table's column order (the ORDER BY order); the dimensions the set rolls up are empty
+// strings in both rows.
+func (t *chTable) compareDims(rs *IDRows, a, b *IDRow) int {
+	gs := t.plan.GroupingSets[a.Set]
+	for _, j := range t.gsColOrder[a.Set] {
+		vals := rs.Dicts[gs.Project[j]]
+		if c := strings.Compare(vals[rs.IDs[int(a.IDs)+j]], vals[rs.IDs[int(b.IDs)+j]]); c != 0 {
 			return c
 		}
 	}
@@ -51,13 +53,14 @@ func (t *chTable) compareDims(gi int, a, b *Row) int {
 // (grouping_set, granularity, window_start, window_end, dimension columns…), in scratch's array
 // when it is big enough. Rows of equal key (one group emitted twice, with two versions) may come
 // in either order: ReplacingMergeTree keeps the larger version whatever the order. rows must
-// have passed checkRows.
+// have passed checkIDRows.
 //
 // Cost: O(n) comparisons when each run of equal prefix is already in dimension order and no
 // prefix repeats; a run out of order is sorted on its own, two runs of one prefix (two early
 // fires of a window in one block) are merged, and rows that come in no useful order at all
 // (runs shorter than 16 rows on average) are sorted whole, O(n log n).
-func (t *chTable) insertOrder(rows []Row, scratch []int32) []int32 {
+func (t *chTable) insertOrder(rs *IDRows, scratch []int32) []int32 {
+	rows := rs.Rows
 	n := len(rows)
 	perm := slices.Grow(scratch[:0], n)[:n]
 	for i := range perm {
@@ -79,12 +82,12 @@ func (t *chTable) insertOrder(rows []Row, scratch []int32) []int32 {
 			if c := t.comparePrefix(ra, rb); c != 0 {
 				return c
 			}
-			return t.compareDims(t.gsByID[ra.GroupingSet], ra, rb)
+			return t.compareDims(rs, ra, rb)
 		})
 		return perm
 	}
 	for _, r := range runs {
-		t.sortRun(rows, perm[r.lo:r.hi])
+		t.sortRun(rs, perm[r.lo:r.hi])
 	}
 	byPrefix := func(a, b run) int { return t.comparePrefix(&rows[a.lo], &rows[b.lo]) }
 	inOrder := true
@@ -101,8 +104,7 @@ func (t *chTable) insertOrder(rows []Row, scratch []int32) []int32 {
 		for j < len(runs) && byPrefix(runs[i], runs[j]) == 0 {
 			j++
 		}
-		gi := t.gsByID[rows[runs[i].lo].GroupingSet]
-		cmpRows := func(a, b int32) int { return t.compareDims(gi, &rows[a], &rows[b]) }
+		cmpRows := func(a, b int32) int { return t.compareDims(rs, &rows[a], &rows[b]) }
 		switch lo := len(out); j - i {
 		case 1:
 			out = append(out, perm[runs[i].lo:runs[i].hi]...)
@@ -127,14 +129,13 @@ func (t *chTable) insertOrder(rows []Row, scratch []int32) []int32 {
 	return out
 }
 
-// sortRun puts idx, the indexes of rows of one prefix, in dimension order unless they already
+// sortRun puts idx, the indexes of rows of rs of one prefix, in dimension order unless they already
 // are.
-func (t *chTable) sortRun(rows []Row, idx []int32) {
+func (t *chTable) sortRun(rs *IDRows, idx []int32) {
 	if len(idx) < 2 {
 		return
 	}
-	gi := t.gsByID[rows[idx[0]].GroupingSet]
-	cmpRows := func(a, b int32) int { return t.compareDims(gi, &rows[a], &rows[b]) }
+	cmpRows := func(a, b int32) int { return t.compareDims(rs, &rs.Rows[a], &rs.Rows[b]) }
 	if !slices.IsSortedFunc(idx, cmpRows) {
 		slices.SortFunc(idx, cmpRows)
 	}

@@ -79,11 +79,15 @@ func TestInsertOrder(t *testing.T) {
 			dims[j] = values[rng.IntN(len(values))]
 		}
 		start := base + int64(rng.IntN(3))*3600e3 + int64(rng.IntN(2))*500 // 500 ms: same second
-		return Row{Window: rng.IntN(len(p.Windows)), GroupingSet: gs.ID, Start: start, End: start + 3600e3, Dims: dims}
+		return Row{Window: rng.IntN(len(p.Windows)), GroupingSet: gs.ID, Start: start, End: start + 3600e3, Dims: dims, Values: []float64{1}}
 	}
 	check := func(name string, rows []Row) {
 		t.Helper()
-		got := tbl.insertOrder(rows, nil)
+		b, err := tbl.idRowsOf(rows, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := tbl.insertOrder(&b, nil)
 		keys := make([][]string, len(rows))
 		for i := range rows {
 			keys[i] = orderKey(p, &rows[i])

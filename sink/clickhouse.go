@@ -142,6 +142,7 @@ type chTable struct {
 	gsDims    [][]int        // per plan grouping set: dims column position of each of its Dims
 	gsDimAt   [][]int        // per plan grouping set, per dims column: index into Row.Dims, or -1
 	gsByID    map[uint16]int // grouping set id → index in plan.GroupingSets
+	setID     []uint16       // per plan grouping set: its id
 	labels    []string       // per window: the granularity column's value
 	labelRank []int          // per window: the rank of its label among labels, in string order
 	// gsColOrder is per plan grouping set the indexes into Row.Dims in the order of their
@@ -420,6 +421,7 @@ func newTable(db, table string, p *cube.Plan) (*chTable, error) {
 	t.insertSQL = "INSERT INTO " + t.name + " (" + strings.Join(names, ", ") + ")"
 	for i, gs := range p.GroupingSets {
 		t.gsByID[gs.ID] = i
+		t.setID = append(t.setID, gs.ID)
 		pos := make([]int, len(gs.Dims))
 		for j, d := range gs.Dims {
 			pos[j] = t.dimCol[d]
@@ -618,32 +620,6 @@ const legacyFinalColumn = "final"
 // maxDateTime is the last second a ClickHouse DateTime holds (a UInt32 of Unix seconds).
 const maxDateTime = math.MaxUint32
 
-// checkRows validates rows against t before any I/O.
-func (t *chTable) checkRows(rows []Row) error {
-	for i := range rows {
-		r := &rows[i]
-		if r.Window < 0 || r.Window >= len(t.labels) {
-			return fmt.Errorf("row %d has window index %d, want 0..%d", i, r.Window, len(t.labels)-1)
-		}
-		g, ok := t.gsByID[r.GroupingSet]
-		if !ok {
-			return fmt.Errorf("row %d has grouping set %d, which cube %q does not have", i, r.GroupingSet, t.plan.Cube.Name)
-		}
-		if len(r.Dims) != len(t.gsDims[g]) {
-			return fmt.Errorf("row %d of grouping set %d has %d dimension values, want %d", i, r.GroupingSet, len(r.Dims), len(t.gsDims[g]))
-		}
-		if len(r.Values) != len(t.plan.Measures) {
-			return fmt.Errorf("row %d has %d measure values, want %d", i, len(r.Values), len(t.plan.Measures))
-		}
-		for _, ms := range [2]int64{r.Start, r.End} {
-			if ms%1000 != 0 || ms < 0 || ms/1000 > maxDateTime {
-				return fmt.Errorf("row %d has window time %d ms, which a ClickHouse DateTime cannot hold (whole seconds from 1970 to 2106)", i, ms)
-			}
-		}
-	}
-	return nil
-}
-
 // Write inserts rows into table (defined with Define), in INSERTs of about the batch size
 // (WithClickHouseBatchRows; under one and a half times it, see insertParts) that name every
 // column. It creates or checks the table first (EnsureTable). A failed INSERT is retried with
@@ -656,11 +632,6 @@ func (t *chTable) checkRows(rows []Row) error {
 // ErrClickHouseSchema) or when TLS cannot work as configured (wrapping ErrClickHouseTLS). Write
 // does not keep rows.
 func (c *ClickHouse) Write(ctx context.Context, table string, rows []Row) error {
-	return c.write(ctx, table, rows, nil)
-}
-
-// write is Write; every failed attempt sets failing, when not nil.
-func (c *ClickHouse) write(ctx context.Context, table string, rows []Row, failing *atomic.Bool) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -668,19 +639,43 @@ func (c *ClickHouse) write(ctx context.Context, table string, rows []Row, failin
 	if err != nil {
 		return err
 	}
-	if err := t.checkRows(rows); err != nil {
+	b, err := t.idRowsOf(rows, nil)
+	if err != nil {
 		return fmt.Errorf("writing %d rows to ClickHouse table %s: %w", len(rows), t.name, err)
+	}
+	return c.write(ctx, table, &b, nil)
+}
+
+// WriteIDs is Write for rows in compact form (IDRows, as the pipeline emits them), which it
+// validates first: windows, grouping sets, offsets and ids. It does not keep rows.
+func (c *ClickHouse) WriteIDs(ctx context.Context, table string, rows *IDRows) error {
+	return c.write(ctx, table, rows, nil)
+}
+
+// write is WriteIDs; every failed attempt sets failing, when not nil.
+func (c *ClickHouse) write(ctx context.Context, table string, rows *IDRows, failing *atomic.Bool) error {
+	if rows.Len() == 0 {
+		return nil
+	}
+	t, err := c.table(table)
+	if err != nil {
+		return err
+	}
+	if err := t.checkIDRows(rows); err != nil {
+		return fmt.Errorf("writing %d rows to ClickHouse table %s: %w", rows.Len(), t.name, err)
 	}
 	if err := c.retry(ctx, fmt.Sprintf("creating or checking ClickHouse table %s", t.name), failing, func(actx context.Context) error {
 		return c.EnsureTable(actx, table)
 	}); err != nil {
 		return err
 	}
-	parts := insertParts(len(rows), c.opts.batchRows)
+	n := rows.Len()
+	parts := insertParts(n, c.opts.batchRows)
 	for k := range parts {
-		chunk := rows[k*len(rows)/parts : (k+1)*len(rows)/parts]
-		what := fmt.Sprintf("inserting %d rows into ClickHouse table %s", len(chunk), t.name)
-		if err := c.retry(ctx, what, failing, func(actx context.Context) error { return c.insert(actx, t, chunk) }); err != nil {
+		chunk := *rows
+		chunk.Rows = rows.Rows[k*n/parts : (k+1)*n/parts]
+		what := fmt.Sprintf("inserting %d rows into ClickHouse table %s", len(chunk.Rows), t.name)
+		if err := c.retry(ctx, what, failing, func(actx context.Context) error { return c.insert(actx, t, &chunk) }); err != nil {
 			return err
 		}
 	}
@@ -901,50 +896,53 @@ type ClickHouseBuffer struct {
 	storedSig chan struct{}
 }
 
-// chBatch is a batch of rows whose Dims and Values live in its own arenas, reused after the
-// batch is written.
+// chBatch is a batch of rows in compact form (IDRows) in its own arrays, reused after the batch
+// is written.
 type chBatch struct {
-	rows   []Row
-	vals   []float64
-	dims   []string
+	IDRows
 	maxAdd int // the most rows one add brought
 }
 
-// add copies rows into the batch, which is written once it holds batchRows rows.
-func (c *chBatch) add(rows []Row, batchRows int) {
-	nd, nv := 0, 0
-	for i := range rows {
-		nd += len(rows[i].Dims)
-		nv += len(rows[i].Values)
-	}
-	c.maxAdd = max(c.maxAdd, len(rows))
-	if need := len(c.rows) + len(rows); need > cap(c.rows) {
+// add copies rows into the batch, which is written once it holds batchRows rows: the records
+// (their offsets moved past what the batch holds), the whole of rows.IDs and rows.Values, and
+// each dimension's dictionary snapshot when it is longer than the batch's.
+func (c *chBatch) add(rows *IDRows, batchRows int) {
+	c.maxAdd = max(c.maxAdd, len(rows.Rows))
+	if need := len(c.Rows) + len(rows.Rows); need > cap(c.Rows) {
 		// Twice the room needed, but no more than a whole batch and the biggest Add seen: the
 		// batch fills up to batchRows before it is written, and by at most one Add beyond. A
 		// busy cube's batch doubles its way up to that while it warms up and then keeps it
 		// (reset keeps the capacity), so later Adds copy nothing, while a quiet cube's stays
-		// small. The arenas get the same share per row as the rows so far.
+		// small. The arrays of ids and measures get the same share per row as the rows so far.
 		want := max(need, min(batchRows+c.maxAdd, 2*need))
-		c.rows = slices.Grow(c.rows, want-len(c.rows))
-		c.dims = slices.Grow(c.dims, (len(c.dims)+nd)*want/need-len(c.dims))
-		c.vals = slices.Grow(c.vals, (len(c.vals)+nv)*want/need-len(c.vals))
+		c.Rows = slices.Grow(c.Rows, want-len(c.Rows))
+		c.IDs = slices.Grow(c.IDs, (len(c.IDs)+len(rows.IDs))*want/need-len(c.IDs))
+		c.Values = slices.Grow(c.Values, (len(c.Values)+len(rows.Values))*want/need-len(c.Values))
 	}
-	for i := range rows {
-		r := rows[i]
-		v0, d0 := len(c.vals), len(c.dims)
-		c.vals = append(c.vals, r.Values...)
-		c.dims = append(c.dims, r.Dims...)
-		r.Values = c.vals[v0:len(c.vals):len(c.vals)]
-		r.Dims = c.dims[d0:len(c.dims):len(c.dims)]
-		c.rows = append(c.rows, r)
+	id0, v0 := int32(len(c.IDs)), int32(len(c.Values))
+	r0 := len(c.Rows)
+	c.Rows = append(c.Rows, rows.Rows...)
+	for i := range c.Rows[r0:] {
+		r := &c.Rows[r0+i]
+		r.IDs += id0
+		r.Values += v0
+	}
+	c.IDs = append(c.IDs, rows.IDs...)
+	c.Values = append(c.Values, rows.Values...)
+	if len(c.Dicts) < len(rows.Dicts) {
+		c.Dicts = slices.Grow(c.Dicts, len(rows.Dicts)-len(c.Dicts))[:len(rows.Dicts)]
+	}
+	for d, vals := range rows.Dicts {
+		if len(vals) > len(c.Dicts[d]) {
+			c.Dicts[d] = vals
+		}
 	}
 }
 
-// reset empties the batch, keeping its capacity.
+// reset empties the batch, keeping its capacity (and its dictionary snapshots, which later
+// snapshots only extend).
 func (c *chBatch) reset() {
-	clear(c.rows)
-	clear(c.dims)
-	c.rows, c.vals, c.dims = c.rows[:0], c.vals[:0], c.dims[:0]
+	c.Rows, c.IDs, c.Values = c.Rows[:0], c.IDs[:0], c.Values[:0]
 }
 
 // NewBuffer returns an empty buffer for table (defined with Define).
@@ -990,17 +988,18 @@ func (b *ClickHouseBuffer) markStored(n int) {
 // ClickHouse outage holds back.
 func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 
-// Add copies rows into the buffer (the caller keeps ownership of rows) and, when the buffer is
-// due at now, hands them to the writer. It blocks while the writer is busy and the buffer holds
+// Add copies rows into the buffer (the caller keeps ownership of rows and their arrays; the
+// dictionary snapshots, which must not change, are kept) and, when the buffer is due at now,
+// hands them to the writer. It blocks while the writer is busy and the buffer holds
 // a full batch besides, and while the write in flight is failing (ClickHouse down) until it gets
 // through; it returns the error of a write that failed for good (its context ended, or an error
 // retrying cannot fix). Call it with no rows to write a buffer that became due with time. ctx
 // bounds the write it starts.
-func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) error {
+func (b *ClickHouseBuffer) Add(ctx context.Context, rows *IDRows, now time.Time) error {
 	b.fill.add(rows, b.c.opts.batchRows)
-	b.n.Add(int64(len(rows)))
-	b.added += int64(len(rows))
-	full := len(b.fill.rows) >= b.c.opts.batchRows
+	b.n.Add(int64(rows.Len()))
+	b.added += int64(rows.Len())
+	full := len(b.fill.Rows) >= b.c.opts.batchRows
 	if err := b.collect(ctx, false); err != nil {
 		return err
 	}
@@ -1011,7 +1010,7 @@ func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) e
 		}
 	}
 	due := full || now.Sub(b.last) >= b.c.opts.flushInterval
-	if !due || len(b.fill.rows) == 0 && !b.failed {
+	if !due || len(b.fill.Rows) == 0 && !b.failed {
 		return nil
 	}
 	if b.done != nil {
@@ -1030,11 +1029,11 @@ func (b *ClickHouseBuffer) Add(ctx context.Context, rows []Row, now time.Time) e
 	b.failing.Store(false)
 	done := make(chan error, 1)
 	b.done = done
-	rows = b.fly.rows
+	fly := &b.fly.IDRows
 	go func() {
-		err := b.c.write(ctx, b.table, rows, &b.failing)
+		err := b.c.write(ctx, b.table, fly, &b.failing)
 		if err == nil {
-			b.markStored(len(rows))
+			b.markStored(fly.Len())
 		}
 		done <- err
 	}()
@@ -1076,7 +1075,7 @@ func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
 		return err
 	}
 	// A failed write's rows go again, then the filling batch.
-	if len(b.fly.rows) > 0 || len(b.fill.rows) > 0 {
+	if len(b.fly.Rows) > 0 || len(b.fill.Rows) > 0 {
 		b.last = time.Now()
 	}
 	if err := b.writeNow(ctx, &b.fly); err != nil {
@@ -1089,19 +1088,19 @@ func (b *ClickHouseBuffer) Flush(ctx context.Context) error {
 
 // writeNow writes batch c (one of b's) and waits; once stored, its rows leave the buffer.
 func (b *ClickHouseBuffer) writeNow(ctx context.Context, c *chBatch) error {
-	if len(c.rows) == 0 {
+	if len(c.Rows) == 0 {
 		return nil
 	}
-	if err := b.c.Write(ctx, b.table, c.rows); err != nil {
+	if err := b.c.write(ctx, b.table, &c.IDRows, nil); err != nil {
 		return err
 	}
-	b.markStored(len(c.rows))
+	b.markStored(len(c.Rows))
 	b.release(c)
 	return nil
 }
 
 // release drops stored batch c's rows from the buffer and empties c for reuse.
 func (b *ClickHouseBuffer) release(c *chBatch) {
-	b.n.Add(-int64(len(c.rows)))
+	b.n.Add(-int64(len(c.Rows)))
 	c.reset()
 }
