@@ -41,8 +41,12 @@ func (t *chTable) comparePrefix(a, b *IDRow) int {
 func (t *chTable) compareDims(rs *IDRows, a, b *IDRow) int {
 	gs := t.plan.GroupingSets[a.Set]
 	for _, j := range t.gsColOrder[a.Set] {
+		x, y := rs.IDs[int(a.IDs)+j], rs.IDs[int(b.IDs)+j]
+		if x == y {
+			continue // one id, one value
+		}
 		vals := rs.Dicts[gs.Project[j]]
-		if c := strings.Compare(vals[rs.IDs[int(a.IDs)+j]], vals[rs.IDs[int(b.IDs)+j]]); c != 0 {
+		if c := strings.Compare(vals[x], vals[y]); c != 0 {
 			return c
 		}
 	}
