@@ -101,8 +101,9 @@ type EventTime struct {
 	// AllowedLateness: a window closes when the watermark passes its end + this (default 0).
 	AllowedLateness time.Duration
 	// IdleTimeout: a partition without events for this long (processing time) stops holding the
-	// watermark and watermark alignment back (default 30s); an assigned Kafka partition that a
-	// fetch shows empty stops at once.
+	// watermark and watermark alignment back (default 30s); an assigned Kafka partition with
+	// nothing to deliver (empty, or starting at its end: start latest, or a committed offset at
+	// the end) stops at once.
 	IdleTimeout time.Duration
 	// MaxDrift: a Kafka partition whose event time runs ahead of the slowest active partition's
 	// by more than this is held back until the others catch up (watermark alignment; default

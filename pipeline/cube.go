@@ -103,9 +103,10 @@ type partState struct {
 
 // partIdle reports whether partition p (its state ps) no longer holds the watermark or the
 // alignment back: it delivered nothing for longer than the idle timeout, or it never
-// delivered, has no rows waiting in its alignment queue, and a fetch showed it has nothing to
-// deliver (an empty partition, or one read to its end before this cube took it over) — it
-// holds nothing back until its first row, like one idle for the timeout.
+// delivered, has no rows waiting in its alignment queue, and the source's lag shows it has
+// nothing to deliver (an empty partition, or one whose consumption starts at its end:
+// source.Kafka learns both offsets at assignment) — it holds nothing back until its first row,
+// like one idle for the timeout.
 func (c *cubeRun) partIdle(p int32, ps *partState, now time.Time) bool {
 	if now.Sub(ps.lastSeen) > c.idle {
 		return true
@@ -726,7 +727,7 @@ func (c *cubeRun) runKafka(ctx context.Context) error {
 	}
 	k, err := source.NewKafka(source.KafkaConfig{Brokers: brokers, Topic: src.Kafka.Topic,
 		Group: src.Kafka.Group, Start: src.Kafka.Start, Logger: c.s.log.With("cube", c.name),
-		Opts: []kgo.Opt{kgo.AdjustFetchOffsetsFn(c.resumeOffsets), kgo.InstanceID(c.instanceID())}})
+		AdjustOffsets: c.resumeOffsets, Opts: []kgo.Opt{kgo.InstanceID(c.instanceID())}})
 	if err != nil {
 		return err
 	}

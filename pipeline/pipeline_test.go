@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -101,7 +102,7 @@ func replayed(t *testing.T, model, dataDir string) *Service {
 // (count and exact UV by k) and the event_time settings given; produce writes one event
 // {"ts", "k": "a", "u"} to a partition, synchronously, and start runs the service (events
 // produced before it are a backlog).
-func evCube(t *testing.T, eventTime string) (svc *Service, produce func(part int32, ts int64, u string), start func()) {
+func evCube(t *testing.T, eventTime, kafka string) (svc *Service, produce func(part int32, ts int64, u string), start func(), cl *kgo.Client) {
 	t.Helper()
 	c := newCluster(t, 2, "ev")
 	dir := t.TempDir()
@@ -109,19 +110,19 @@ func evCube(t *testing.T, eventTime string) (svc *Service, produce func(part int
 cubes:
   - name: ev
     source:
-      kafka: {brokers: [%q], topic: ev}
+      kafka: {brokers: [%q], topic: ev%s}
     event_time: {field: ts, format: unix_ms, %s}
     dimensions: [{name: k}]
     measures: [{name: pv, type: count}, {name: uv, type: count_distinct, field: u}]
     grouping_sets: [[], [k]]
     windows: [{granularity: hour, emit_every: 200ms}]
-`, c.ListenAddrs()[0], eventTime))
+`, c.ListenAddrs()[0], kafka, eventTime))
 	svc, err := Open(model, Options{DataDir: filepath.Join(dir, "data"), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ cubes:
 			<-done
 		})
 	}
-	return svc, produce, start
+	return svc, produce, start, cl
 }
 
 // waitWatermark waits until the cube ev's published watermark is want (Unix ms), for at most
@@ -178,7 +179,7 @@ func firstHourRow(t *testing.T, svc *Service, base int64) *sink.Row {
 // going. Until partition 1 has been idle for idle_timeout it holds the watermark back; after
 // that the watermark follows partition 0 alone and the first hour closes (its rows final).
 func TestIdlePartition(t *testing.T) {
-	svc, produce, start := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 2s")
+	svc, produce, start, _ := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 2s", "")
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	produce(1, base+1000, "early")
 	for i := 0; i < 100; i++ {
@@ -213,7 +214,7 @@ func TestIdlePartition(t *testing.T) {
 // watermark alignment nor the watermark: partition 0's 100 minutes are aggregated and its first
 // hour closes at once, not after the idle timeout.
 func TestEmptyPartition(t *testing.T) {
-	svc, produce, start := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m")
+	svc, produce, start, _ := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m", "")
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	users := map[string]bool{} // the oracle for the first hour
 	pv := 0
@@ -229,6 +230,46 @@ func TestEmptyPartition(t *testing.T) {
 	waitWatermark(t, svc, base+99*60_000, time.Now().Add(30*time.Second), "the empty partition held the cube back")
 	if st := svc.byName["ev"].status(); st.Events != 100 {
 		t.Fatalf("watermark at minute 99 after %d of 100 events", st.Events)
+	}
+	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
+		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, len(users))
+	}
+}
+
+// TestStartAtEnd: a first start (no checkpoint) with start: latest. Partition 1 holds only
+// records from before the start, so the cube starts at its end with nothing to deliver;
+// partition 0 has a committed offset, after which come an hour and a half of new records. The
+// partition at its end must not hold the watermark back (for idle_timeout, 10 minutes here)
+// and its old records must not count: the first hour closes with the oracle's values over the
+// records after the committed offset. Before the source learned where consumption starts, a
+// partition at its end looked like one with every record below its high watermark still to
+// deliver, and held the cube back for idle_timeout.
+func TestStartAtEnd(t *testing.T) {
+	svc, produce, start, cl := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m", ", start: latest")
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	for i := 0; i < 10; i++ { // before the start: not consumed
+		produce(0, base+int64(i)*60_000, "old0")
+		produce(1, base+int64(i)*60_000, "old1")
+	}
+	var committed kadm.Offsets
+	committed.AddOffset("ev", 0, 10, -1)
+	if _, err := kadm.NewClient(cl).CommitOffsets(context.Background(), "cubed-ev", committed); err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]bool{} // the oracle for the first hour
+	pv := 0
+	for i := 0; i < 90; i++ {
+		ts, u := base+int64(i)*60_000, fmt.Sprint("u", i%7) // minutes 0..89
+		produce(0, ts, u)
+		if ts < base+3_600_000 {
+			pv++
+			users[u] = true
+		}
+	}
+	start()
+	waitWatermark(t, svc, base+89*60_000, time.Now().Add(30*time.Second), "the partition at its end held the cube back")
+	if st := svc.byName["ev"].status(); st.Events != 90 {
+		t.Fatalf("watermark at minute 89 after %d events, want the 90 after the committed offset", st.Events)
 	}
 	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
 		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, len(users))

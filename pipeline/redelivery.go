@@ -60,7 +60,7 @@ func (c *cubeRun) dropRedelivered(recs []source.Record) []source.Record {
 	return out
 }
 
-// resumeOffsets is the consumer group's kgo.AdjustFetchOffsetsFn: a partition resumes right
+// resumeOffsets is the Kafka source's AdjustOffsets (a kgo.AdjustFetchOffsetsFn): a partition resumes right
 // after the last record received in this process, or, on the first assignment after a restart,
 // right after the last record folded into the restored checkpoint, whatever the group committed.
 func (c *cubeRun) resumeOffsets(_ context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -26,6 +28,9 @@ type KafkaConfig struct {
 	// Logger receives franz-go's log lines (at the levels the logger enables) and fetch
 	// errors; nil discards them.
 	Logger *slog.Logger
+	// AdjustOffsets, when not nil, may move where partitions start after a group assignment,
+	// as a kgo.AdjustFetchOffsetsFn (which the source sets itself: Opts must not).
+	AdjustOffsets func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error)
 	// Opts are extra franz-go options appended after the source's own (tests use them to
 	// shorten timeouts). Nil is fine.
 	Opts []kgo.Opt
@@ -41,13 +46,16 @@ type KafkaConfig struct {
 type Kafka struct {
 	cl     *kgo.Client
 	topic  string
+	adjust func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error)
 	logger *slog.Logger
 
-	mu       sync.Mutex // guards the maps below
+	mu       sync.Mutex // guards the fields below
 	assigned map[int32]bool
 	epoch    map[int32]int32 // leader epoch of the latest polled record per partition
 	next     map[int32]int64 // offset after the latest polled record per partition
-	hwm      map[int32]int64 // high watermark from the latest fetch per partition
+	start    map[int32]int64 // offset consumption starts at, learned at assignment (adjustOffsets)
+	groupCl  *kgo.Client     // the client, as the group's callbacks get it
+	hwm      map[int32]int64 // high watermark per partition: of the latest fetch, or listed at assignment
 	marked   map[int32]int64 // highest offset marked per partition
 
 	recs []Record // reused by Poll
@@ -81,10 +89,12 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	}
 	k := &Kafka{
 		topic:    cfg.Topic,
+		adjust:   cfg.AdjustOffsets,
 		logger:   logger,
 		assigned: map[int32]bool{},
 		epoch:    map[int32]int32{},
 		next:     map[int32]int64{},
+		start:    map[int32]int64{},
 		hwm:      map[int32]int64{},
 		marked:   map[int32]int64{},
 	}
@@ -97,6 +107,7 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 		kgo.OnPartitionsAssigned(k.onAssigned),
 		kgo.OnPartitionsRevoked(k.onRevoked),
 		kgo.OnPartitionsLost(k.onLost),
+		kgo.AdjustFetchOffsetsFn(k.adjustOffsets),
 		kgo.WithLogger(slogAdapter{logger}),
 		kgo.WithPools(fetchPools),
 	}
@@ -109,12 +120,81 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	return k, nil
 }
 
-func (k *Kafka) onAssigned(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+func (k *Kafka) onAssigned(_ context.Context, cl *kgo.Client, parts map[string][]int32) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.groupCl = cl // for adjustOffsets, which franz-go calls next, possibly before NewKafka returned
 	for _, p := range parts[k.topic] {
 		k.assigned[p] = true
 	}
+}
+
+// startOffsetsTimeout bounds the offset listing of adjustOffsets, which the start of
+// consumption after a group assignment waits for.
+const startOffsetsTimeout = 5 * time.Second
+
+// adjustOffsets is the group's kgo.AdjustFetchOffsetsFn: it applies KafkaConfig.AdjustOffsets,
+// then learns, for Lag, each assigned partition's high watermark (listed with kadm; a fetch
+// later replaces it) and where its consumption starts: an exact offset (a committed one, or
+// the caller's) as it is, else the start or the end of the partition (where franz-go resets
+// one without a commit, KafkaConfig.Start), listed too. So a partition that starts at its end,
+// whose fetches return no record for franz-go to hand over, still shows a lag of 0 at once. A
+// partition whose offsets cannot be learned is left out (Lag then waits for a fetch and
+// counts every record below the high watermark until its first record is polled); a failed
+// listing is logged, not returned.
+func (k *Kafka) adjustOffsets(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	if k.adjust != nil {
+		var err error
+		if offs, err = k.adjust(ctx, offs); err != nil {
+			return nil, err
+		}
+	}
+	parts := offs[k.topic]
+	k.mu.Lock()
+	cl := k.groupCl
+	k.mu.Unlock()
+	if len(parts) == 0 || cl == nil {
+		return offs, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, startOffsetsTimeout)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(lctx, k.topic)
+	if err != nil {
+		k.logger.Warn("listing the high watermarks of newly assigned partitions", "topic", k.topic, "err", err)
+		return offs, nil
+	}
+	var starts kadm.ListedOffsets
+	for _, o := range parts {
+		if o.EpochOffset().Offset == -2 {
+			if starts, err = adm.ListStartOffsets(lctx, k.topic); err != nil {
+				k.logger.Warn("listing the log start offsets of newly assigned partitions", "topic", k.topic, "err", err)
+			}
+			break
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for p, o := range parts {
+		end, ok := ends.Lookup(k.topic, p)
+		if !ok || end.Err != nil || end.Offset < 0 {
+			continue
+		}
+		if _, fetched := k.hwm[p]; !fetched {
+			k.hwm[p] = end.Offset
+		}
+		switch at := o.EpochOffset().Offset; {
+		case at >= 0:
+			k.start[p] = at
+		case at == -1:
+			k.start[p] = end.Offset
+		case at == -2:
+			if st, ok := starts.Lookup(k.topic, p); ok && st.Err == nil && st.Offset >= 0 {
+				k.start[p] = st.Offset
+			}
+		}
+	}
+	return offs, nil
 }
 
 // onRevoked commits the marks (as franz-go's default revoke does with autocommit) and forgets
@@ -137,6 +217,7 @@ func (k *Kafka) forget(parts []int32) {
 		delete(k.assigned, p)
 		delete(k.epoch, p)
 		delete(k.next, p)
+		delete(k.start, p)
 		delete(k.hwm, p)
 		delete(k.marked, p)
 	}
@@ -300,7 +381,9 @@ func (k *Kafka) Assigned() []int32 {
 
 // Lag returns, per assigned partition that has been fetched from, the number of records not yet
 // polled: the high watermark of the latest fetch minus the offset after the latest polled
-// record (0 when caught up). Partitions not fetched from yet are absent.
+// record (0 when caught up), or before the first record the offset consumption starts at (the
+// committed offset, or the start or end of the partition; see adjustOffsets). Partitions not
+// fetched from yet are absent.
 func (k *Kafka) Lag() map[int32]int64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -309,10 +392,13 @@ func (k *Kafka) Lag() map[int32]int64 {
 		if !k.assigned[p] {
 			continue
 		}
-		lag := hw - k.next[p]
-		if _, ok := k.next[p]; !ok {
-			lag = hw // nothing polled yet: at most everything below the watermark
+		next, polled := k.next[p]
+		if !polled {
+			// Where consumption starts; when that is unknown, 0: at most every record below
+			// the high watermark.
+			next = k.start[p]
 		}
+		lag := hw - next
 		if lag < 0 {
 			lag = 0
 		}
