@@ -216,23 +216,38 @@ func TestIdlePartition(t *testing.T) {
 func TestEmptyPartition(t *testing.T) {
 	svc, produce, start, _ := evCube(t, "max_out_of_orderness: 0s, idle_timeout: 10m, max_drift: 1m", "")
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	users := map[string]bool{} // the oracle for the first hour
-	pv := 0
-	for i := 0; i < 100; i++ {
-		ts, u := base+int64(i)*60_000, fmt.Sprint("u", i%7) // minutes 0..99
+	pv, uv := produceMinutes(produce, base, 100)
+	start()
+	checkFirstHour(t, svc, base, 100, pv, uv, "the empty partition held the cube back")
+}
+
+// produceMinutes produces n events to partition 0 of cube ev's topic, one a minute from base,
+// by users u0 … u6 in turn, and returns the oracle of the first hour: its events and distinct
+// users.
+func produceMinutes(produce func(part int32, ts int64, u string), base int64, n int) (pv, uv int) {
+	users := map[string]bool{}
+	for i := 0; i < n; i++ {
+		ts, u := base+int64(i)*60_000, fmt.Sprint("u", i%7)
 		produce(0, ts, u)
 		if ts < base+3_600_000 {
 			pv++
 			users[u] = true
 		}
 	}
-	start()
-	waitWatermark(t, svc, base+99*60_000, time.Now().Add(30*time.Second), "the empty partition held the cube back")
-	if st := svc.byName["ev"].status(); st.Events != 100 {
-		t.Fatalf("watermark at minute 99 after %d of 100 events", st.Events)
+	return pv, len(users)
+}
+
+// checkFirstHour waits (30 s at most) for cube ev's watermark to reach the last of n events
+// produced by produceMinutes, then checks that the cube counted exactly n events and that the
+// first hour's grand-total row is (pv, uv). why says what a timeout means.
+func checkFirstHour(t *testing.T, svc *Service, base int64, n, pv, uv int, why string) {
+	t.Helper()
+	waitWatermark(t, svc, base+int64(n-1)*60_000, time.Now().Add(30*time.Second), why)
+	if st := svc.byName["ev"].status(); st.Events != uint64(n) {
+		t.Fatalf("watermark at minute %d after %d events, want %d", n-1, st.Events, n)
 	}
-	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
-		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, len(users))
+	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(uv) {
+		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, uv)
 	}
 }
 
@@ -256,24 +271,9 @@ func TestStartAtEnd(t *testing.T) {
 	if _, err := kadm.NewClient(cl).CommitOffsets(context.Background(), "cubed-ev", committed); err != nil {
 		t.Fatal(err)
 	}
-	users := map[string]bool{} // the oracle for the first hour
-	pv := 0
-	for i := 0; i < 90; i++ {
-		ts, u := base+int64(i)*60_000, fmt.Sprint("u", i%7) // minutes 0..89
-		produce(0, ts, u)
-		if ts < base+3_600_000 {
-			pv++
-			users[u] = true
-		}
-	}
+	pv, uv := produceMinutes(produce, base, 90)
 	start()
-	waitWatermark(t, svc, base+89*60_000, time.Now().Add(30*time.Second), "the partition at its end held the cube back")
-	if st := svc.byName["ev"].status(); st.Events != 90 {
-		t.Fatalf("watermark at minute 89 after %d events, want the 90 after the committed offset", st.Events)
-	}
-	if final := firstHourRow(t, svc, base); final == nil || final.Values[0] != float64(pv) || final.Values[1] != float64(len(users)) {
-		t.Fatalf("first hour final row = %+v, want pv %d uv %d", final, pv, len(users))
-	}
+	checkFirstHour(t, svc, base, 90, pv, uv, "the partition at its end held the cube back")
 }
 
 // BenchmarkEndToEnd replays generated JSON lines (../shared/bench/gen.go's shape: 2M events,
