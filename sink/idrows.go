@@ -8,9 +8,9 @@ import "fmt"
 // ClickHouseBuffer and ClickHouse.WriteIDs: a buffer copies a batch with three bulk copies
 // (records, ids, measures) instead of one Row, two slice headers and five string headers per
 // row, and it resolves ids to strings only as it fills an INSERT's String columns. On
-// `make bench-clickhouse` (2M events, 2M result rows, 5 alternating throughput runs,
-// 2026-11-22) this took cubed's CPU from 4.64 s to 4.06 s (medians) and its peak RSS from
-// 430–510 MiB to 384–442 MiB against rows of strings.
+// `make bench-clickhouse` (2M events, 2M result rows, 10 alternating throughput runs,
+// 2026-11-22) this took cubed's CPU from 4.82 s to 4.45 s (medians; less in 7 of 10 pairs) and
+// its peak RSS from 430–517 MiB to 384–442 MiB against rows of strings.
 //
 // Row r's dimension ids are IDs[r.IDs : r.IDs+w], w the width of its grouping set, in
 // cube.GroupingSet.Dims order (cube.GroupingSet.Project gives their dimensions), and its measures
@@ -22,7 +22,8 @@ type IDRows struct {
 	// Dicts[d] is the value of each id of dimension d (a position in cube.Plan.Dimensions, the
 	// layer-1 key): id i stands for Dicts[d][i]. Every id of the rows must be below its
 	// dimension's len(Dicts[d]). Dictionaries only grow (ids are never reused), so the longest
-	// snapshot of a dimension resolves the ids of every earlier one.
+	// snapshot of a dimension resolves the ids of every earlier one: every batch added to one
+	// ClickHouseBuffer must take its ids from the same dictionaries, as the pipeline's do.
 	Dicts [][]string
 }
 
