@@ -177,8 +177,8 @@ func (k *Kafka) adjustOffsets(ctx context.Context, offs map[string]map[int32]kgo
 	defer k.mu.Unlock()
 	for p, o := range parts {
 		end, ok := ends.Lookup(k.topic, p)
-		if !ok || end.Err != nil || end.Offset < 0 {
-			continue
+		if !ok || end.Err != nil || end.Offset < 0 || !k.assigned[p] {
+			continue // unknown, or revoked meanwhile
 		}
 		if _, fetched := k.hwm[p]; !fetched {
 			k.hwm[p] = end.Offset
