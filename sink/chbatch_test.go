@@ -52,9 +52,9 @@ func TestChBatchGrowth(t *testing.T) {
 			add, j := i/tc.add, i%tc.add
 			k := add*tc.add + tc.add - 1 - j // the row's number
 			ids := c.ids(r, 2)
-			if r.Window != int32(k) || r.Version != uint64(k) || c.values(r, 1)[0] != float64(k) ||
+			if r.Window != int32(k) || r.Version != uint64(k) || c.Values[r.Values] != float64(k) ||
 				ids[0] != uint32(k%3) || ids[1] != uint32(add%2) {
-				t.Fatalf("%s: row %d is %+v, ids %v, measure %v; want row %d", tc.name, i, *r, ids, c.values(r, 1), k)
+				t.Fatalf("%s: row %d is %+v, ids %v, measure %v; want row %d", tc.name, i, *r, ids, c.Values[r.Values], k)
 			}
 		}
 	}

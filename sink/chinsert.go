@@ -136,7 +136,7 @@ func (c *ClickHouse) insert(ctx context.Context, t *chTable, rows *IDRows) (err 
 		case colGroupingSet:
 			in.u16 = fill(in.u16, n, 0)
 			for i, o := range order {
-				in.u16[i] = t.setID[recs[o].Set]
+				in.u16[i] = t.plan.GroupingSets[recs[o].Set].ID
 			}
 			v = in.u16
 		case colDim:

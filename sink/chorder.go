@@ -23,7 +23,7 @@ import (
 // granularity label (by its rank among the cube's labels), and window_start and window_end in
 // whole seconds, as insert sends them.
 func (t *chTable) comparePrefix(a, b *IDRow) int {
-	if c := cmp.Compare(t.setID[a.Set], t.setID[b.Set]); c != 0 {
+	if c := cmp.Compare(t.plan.GroupingSets[a.Set].ID, t.plan.GroupingSets[b.Set].ID); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(t.labelRank[a.Window], t.labelRank[b.Window]); c != 0 {

@@ -142,7 +142,6 @@ type chTable struct {
 	gsDims    [][]int        // per plan grouping set: dims column position of each of its Dims
 	gsDimAt   [][]int        // per plan grouping set, per dims column: index into Row.Dims, or -1
 	gsByID    map[uint16]int // grouping set id → index in plan.GroupingSets
-	setID     []uint16       // per plan grouping set: its id
 	labels    []string       // per window: the granularity column's value
 	labelRank []int          // per window: the rank of its label among labels, in string order
 	// gsColOrder is per plan grouping set the indexes into Row.Dims in the order of their
@@ -421,7 +420,6 @@ func newTable(db, table string, p *cube.Plan) (*chTable, error) {
 	t.insertSQL = "INSERT INTO " + t.name + " (" + strings.Join(names, ", ") + ")"
 	for i, gs := range p.GroupingSets {
 		t.gsByID[gs.ID] = i
-		t.setID = append(t.setID, gs.ID)
 		pos := make([]int, len(gs.Dims))
 		for j, d := range gs.Dims {
 			pos[j] = t.dimCol[d]

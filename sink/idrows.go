@@ -49,9 +49,6 @@ func (b *IDRows) Len() int { return len(b.Rows) }
 // ids returns row r's dimension ids, w of them.
 func (b *IDRows) ids(r *IDRow, w int) []uint32 { return b.IDs[r.IDs : int(r.IDs)+w] }
 
-// values returns row r's measures, m of them.
-func (b *IDRows) values(r *IDRow, m int) []float64 { return b.Values[r.Values : int(r.Values)+m] }
-
 // rowDicts are dictionaries for converting Rows to IDRows: per dimension, the values in id
 // order and their ids.
 type rowDicts struct {
