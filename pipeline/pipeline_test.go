@@ -99,9 +99,10 @@ func replayed(t *testing.T, model, dataDir string) *Service {
 }
 
 // evCube runs, until the test ends, a cube over a fresh 2-partition topic "ev" with hour windows
-// (count and exact UV by k) and the event_time settings given; produce writes one event
-// {"ts", "k": "a", "u"} to a partition, synchronously, and start runs the service (events
-// produced before it are a backlog).
+// (count and exact UV by k), the event_time settings given and kafka appended to the source's
+// kafka settings (", start: latest"); produce writes one event {"ts", "k": "a", "u"} to a
+// partition, synchronously, with cl, and start runs the service (events produced before it are
+// a backlog).
 func evCube(t *testing.T, eventTime, kafka string) (svc *Service, produce func(part int32, ts int64, u string), start func(), cl *kgo.Client) {
 	t.Helper()
 	c := newCluster(t, 2, "ev")
