@@ -171,6 +171,7 @@ type shard struct {
 	pool   []*instTable      // released tables kept for reuse, at most peak of them
 	peak   int               // most tables live at once
 	sets   *bitmapstate.Pool // array memory of the shard's distinct sets, recycled across windows
+	last   *instTable        // the table prefetch found last, nil when released
 }
 
 // group is the state of one group in one window instance.
@@ -500,6 +501,10 @@ type fullWorker struct {
 	scratch mergeScratch
 }
 
+// prefetchDistance is how many partials ahead of the one being merged the merge loops prefetch
+// the slot their group's lookup will read (keyTable.prefetch).
+const prefetchDistance = 8
+
 // mergeLayer1 merges every pre-aggregation worker's partials for shard d into layer 1 and
 // pre-aggregates the resulting deltas for layer 2.
 func (fw *fullWorker) mergeLayer1(d int) {
@@ -508,6 +513,9 @@ func (fw *fullWorker) mergeLayer1(d int) {
 	for _, pw := range a.pre {
 		p := &pw.out[d]
 		for e := int32(0); e < p.keys.n; e++ {
+			if f := e + prefetchDistance; f < p.keys.n {
+				sh.prefetch(p.keys.key(f)[0], p.hs[f])
+			}
 			k := p.keys.key(e)
 			cells := p.cells[int(e)*p.ncell : int(e+1)*p.ncell]
 			fw.delta = fw.delta[:0]
@@ -543,10 +551,26 @@ func (fw *fullWorker) mergeLayer2(e int) {
 		for _, src := range a.full {
 			p := &src.l2out[j][e]
 			for x := int32(0); x < p.keys.n; x++ {
+				if f := x + prefetchDistance; f < p.keys.n {
+					sh.prefetch(p.keys.key(f)[0], p.hs[f])
+				}
 				a.mergePartial(sh, p.keys.key(x), p.hs[x], p.cells[int(x)*p.ncell:int(x+1)*p.ncell], p, x, &fw.scratch, nil)
 			}
 		}
 	}
+}
+
+// prefetch prefetches the slot where the lookup of a group hashing to h starts in instance
+// inst's table of sh, when the table exists (keyTable.prefetch).
+func (sh *shard) prefetch(inst uint32, h uint64) {
+	t := sh.last
+	if t == nil || t.inst.id != inst {
+		if t = sh.tables[inst]; t == nil {
+			return
+		}
+		sh.last = t
+	}
+	t.keys.prefetch(h)
 }
 
 func (sh *shard) table(a *Aggregator, inst uint32, width int) *instTable {
@@ -585,6 +609,9 @@ func (t *instTable) reserve(n, ndf, stride int) {
 // release returns t's memory to the shard's pool.
 func (sh *shard) release(t *instTable) {
 	delete(sh.tables, t.inst.id)
+	if sh.last == t {
+		sh.last = nil
+	}
 	t.inst = nil
 	t.keys.reset()
 	t.groups = t.groups[:0]

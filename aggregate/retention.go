@@ -208,14 +208,16 @@ func (t *keyTable) find(key []uint32, h uint64) (int32, bool) {
 	if t.n == 0 {
 		return -1, false
 	}
-	w, tag := t.width, uint32(h)
-	for i := uint64(tag) & t.mask; ; i = (i + 1) & t.mask {
+	w, tag := t.width, h<<32
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := t.slots[i]
 		if s == 0 {
 			return -1, false
 		}
-		if e := int(s - 1); t.tags[e] == tag && equalKey(t.keys[e*w:e*w+w], key) {
-			return s - 1, true
+		if s&^(1<<32-1) == tag {
+			if e := int(uint32(s) - 1); equalKey(t.keys[e*w:e*w+w], key) {
+				return int32(e), true
+			}
 		}
 	}
 }

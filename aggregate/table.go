@@ -7,21 +7,25 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/cubed-olap/cubed/internal/openaddr"
+	"github.com/cubed-olap/cubed/internal/prefetch"
 )
 
 // keyTable is an open-addressing hash table from fixed-width []uint32 keys to dense entry
 // indices 0, 1, 2 … in insertion order. Keys live in one flat slice, so inserting allocates
 // nothing once the table has grown to its working size, and reset keeps every buffer. The
 // caller supplies each key's hash (any function of the key, used consistently for one table):
-// the table keeps its low 32 bits, to skip most key comparisons and to grow without rehashing.
+// the table keeps its low 32 bits in each slot, beside the entry index, so that a probe reads one
+// slot word per step and a key only when its hash matches, and the table grows without rehashing.
 type keyTable struct {
 	width int
 	keys  []uint32 // entry i's key is keys[i*width : (i+1)*width]
-	tags  []uint32 // entry i's hash, low 32 bits
-	slots []int32  // entry index + 1; 0 is empty. len is a power of two.
+	slots []uint64 // hash low 32 bits << 32 | entry index + 1; 0 is empty. len is a power of two.
 	mask  uint64
 	n     int32
 }
+
+// slotWord is the slot of entry e, whose key hashes to h.
+func slotWord(e int32, h uint64) uint64 { return h<<32 | uint64(e+1) }
 
 func newKeyTable(width int) keyTable {
 	return keyTable{width: width}
@@ -41,20 +45,28 @@ func (t *keyTable) findOrInsert(key []uint32, h uint64) (int32, bool) {
 	if openaddr.Full(int(t.n), len(t.slots)) {
 		t.grow()
 	}
-	w, tag := t.width, uint32(h)
-	for i := uint64(tag) & t.mask; ; i = (i + 1) & t.mask {
+	w, tag := t.width, h<<32
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := t.slots[i]
 		if s == 0 {
-			t.slots[i] = t.n + 1
+			t.slots[i] = slotWord(t.n, h)
 			t.keys = append(t.keys, key...)
-			t.tags = append(t.tags, tag)
 			t.n++
 			return t.n - 1, true
 		}
-		e := int(s - 1)
-		if t.tags[e] == tag && equalKey(t.keys[e*w:e*w+w], key) {
-			return s - 1, false
+		if s&^(1<<32-1) == tag {
+			if e := int(uint32(s) - 1); equalKey(t.keys[e*w:e*w+w], key) {
+				return int32(e), false
+			}
 		}
+	}
+}
+
+// prefetch asks for the cache line of the slot where a probe for a key hashing to h starts, so
+// that a caller can issue it some keys before it looks the key up (package prefetch).
+func (t *keyTable) prefetch(h uint64) {
+	if len(t.slots) != 0 {
+		prefetch.Line(unsafe.Pointer(&t.slots[h&t.mask]))
 	}
 }
 
@@ -77,12 +89,16 @@ func (t *keyTable) grow() { t.growTo(max(openaddr.MinSlots, 2*len(t.slots))) }
 
 // growTo replaces the slot array by one of n slots (a power of two) and re-inserts the entries.
 func (t *keyTable) growTo(n int) {
-	t.slots = make([]int32, n)
+	old := t.slots
+	t.slots = make([]uint64, n)
 	t.mask = uint64(n - 1)
-	for e := int32(0); e < t.n; e++ {
-		for i := uint64(t.tags[e]) & t.mask; ; i = (i + 1) & t.mask {
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		for i := s >> 32 & t.mask; ; i = (i + 1) & t.mask {
 			if t.slots[i] == 0 {
-				t.slots[i] = e + 1
+				t.slots[i] = s
 				break
 			}
 		}
@@ -94,7 +110,6 @@ func (t *keyTable) growTo(n int) {
 func (t *keyTable) reserve(n int) {
 	want := int(t.n) + n
 	t.keys = slices.Grow(t.keys, n*t.width)
-	t.tags = slices.Grow(t.tags, n)
 	if size := openaddr.Slots(len(t.slots), want); size != len(t.slots) {
 		t.growTo(size)
 	}
@@ -112,11 +127,10 @@ func (t *keyTable) reset() {
 	}
 	clear(t.slots)
 	t.keys = t.keys[:0]
-	t.tags = t.tags[:0]
 	t.n = 0
 }
 
 // sizeBytes is the memory the table holds.
 func (t *keyTable) sizeBytes() uint64 {
-	return uint64(cap(t.keys))*4 + uint64(cap(t.tags))*4 + uint64(cap(t.slots))*4
+	return uint64(cap(t.keys))*4 + uint64(cap(t.slots))*8
 }
