@@ -13,6 +13,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/cubed-olap/cubed/internal/openaddr"
+	"github.com/cubed-olap/cubed/internal/prefetch"
 )
 
 // shardCount is the number of independently locked parts of a namespace, so that concurrent
@@ -72,7 +73,10 @@ type memShard struct {
 	ents  []uint64 // per entry: chunk << 41 | position in the chunk (≤ chunkSize) << 24 | length
 	ids   []uint32 // per entry: the global id
 	arena [][]byte // chunks of chunkSize bytes (or one value, when longer)
-	_     [40]byte // keep shards on separate cache lines
+	// view is slots, published for IDs' prefetches, which read it without the lock: a
+	// prefetch of a replaced array is harmless.
+	view atomic.Pointer[[]uint32]
+	_    [32]byte // keep shards on separate cache lines
 }
 
 func newMemNamespace(name string, st Store) *memNamespace {
@@ -157,6 +161,7 @@ func (sh *memShard) growTo(size int) {
 		}
 	}
 	sh.slots = slots
+	sh.view.Store(&slots)
 }
 
 // reserve makes room for n more entries: no growth (and rehashing) until they are in.
@@ -203,9 +208,39 @@ func (g *gen) len() uint32 {
 	return g.base + uint32(len(g.loc))
 }
 
-func (n *memNamespace) ID(v []byte) uint32 {
+func (n *memNamespace) ID(v []byte) uint32 { return n.idHashed(v, hashValue(v)) }
+
+// idsPrefetch is how many values ahead of the one it looks up IDs prefetches a slot.
+const idsPrefetch = 8
+
+// IDs hashes each value idsPrefetch values before looking it up and prefetches the slot where
+// its probe starts (group prefetching, package prefetch), so that the lookups' slot loads
+// overlap.
+func (n *memNamespace) IDs(vals [][]byte, out []uint32) {
+	var hs [idsPrefetch]uint64
 	g := n.g.Load()
-	h := hashValue(v)
+	ahead := func(i int) {
+		h := hashValue(vals[i])
+		hs[i%idsPrefetch] = h
+		if v := g.shards[h%shardCount].view.Load(); v != nil {
+			prefetch.Line(unsafe.Pointer(&(*v)[(h>>6)&uint64(len(*v)-1)]))
+		}
+	}
+	for i := 0; i < min(idsPrefetch, len(vals)); i++ {
+		ahead(i)
+	}
+	for i, v := range vals {
+		h := hs[i%idsPrefetch]
+		if j := i + idsPrefetch; j < len(vals) {
+			ahead(j)
+		}
+		out[i] = n.idHashed(v, h)
+	}
+}
+
+// idHashed is ID of v, whose hash is h.
+func (n *memNamespace) idHashed(v []byte, h uint64) uint32 {
+	g := n.g.Load()
 	si := int(h % shardCount)
 	sh := &g.shards[si]
 	sh.mu.RLock()

@@ -18,6 +18,11 @@ type Namespace interface {
 	// ID returns the id of v, assigning the next free id when v is new. It does not keep v: the
 	// caller may reuse the bytes. It panics when the namespace already holds NoID values.
 	ID(v []byte) uint32
+	// IDs sets out[i] to ID(vals[i]) for every i, in order (ids are assigned as ID would). It
+	// overlaps the memory loads of successive lookups, which ID one by one cannot: with a
+	// namespace much bigger than the processor's caches, that is most of a lookup's cost.
+	// out must be at least as long as vals.
+	IDs(vals [][]byte, out []uint32)
 	// Lookup returns the id of v if it has one.
 	Lookup(v []byte) (uint32, bool)
 	// Value returns the string of id, or false when id was never assigned.

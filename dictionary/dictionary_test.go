@@ -335,3 +335,78 @@ func TestShardArenaFullChunk(t *testing.T) {
 		}
 	}
 }
+
+// zipfValues returns n user ids drawn from a Zipf distribution over a pool of users, as the
+// peer benchmark's generator draws them.
+func zipfValues(n, users int) [][]byte {
+	r := rand.New(rand.NewSource(42))
+	z := rand.NewZipf(r, 1.1, 1, uint64(users-1))
+	vals := make([][]byte, n)
+	for i := range vals {
+		vals[i] = fmt.Appendf(nil, "uid_%012d", z.Uint64()*7919%1000000007)
+	}
+	return vals
+}
+
+// TestIDsMatchesID checks that IDs assigns the ids that ID one value at a time would, against a
+// map that numbers values in order of first appearance, over batches of every length around the
+// prefetch distance and across a namespace's growth.
+func TestIDsMatchesID(t *testing.T) {
+	vals := zipfValues(300_000, 50_000)
+	want := map[string]uint32{}
+	ns := NewMemory().Namespace("id:user")
+	var out []uint32
+	for lo, k := 0, 0; lo < len(vals); k++ {
+		hi := min(len(vals), lo+k%(3*idsPrefetch)+k%7*1000)
+		batch := vals[lo:hi]
+		out = append(out[:0], make([]uint32, len(batch))...)
+		ns.IDs(batch, out)
+		for i, v := range batch {
+			id, ok := want[string(v)]
+			if !ok {
+				id = uint32(len(want))
+				want[string(v)] = id
+			}
+			if out[i] != id {
+				t.Fatalf("value %d (%s): IDs gave %d, want %d", lo+i, v, out[i], id)
+			}
+		}
+		lo = hi
+	}
+	if ns.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", ns.Len(), len(want))
+	}
+}
+
+// BenchmarkIDs looks up 2M Zipf-distributed user ids from a pool of 180k (the peer benchmark's)
+// in batches of 4096, once with ID per value and once with IDs, in one run; a sub-benchmark's
+// ns/op is per value.
+func BenchmarkIDs(b *testing.B) {
+	vals := zipfValues(2_000_000, 180_000)
+	out := make([]uint32, len(vals))
+	const batch = 4096
+	for _, bulk := range []bool{false, true} {
+		name := "ID"
+		if bulk {
+			name = "IDs"
+		}
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				ns := NewMemory().Namespace("id:user")
+				b.StartTimer()
+				for lo := 0; lo < len(vals); lo += batch {
+					hi := min(len(vals), lo+batch)
+					if bulk {
+						ns.IDs(vals[lo:hi], out[lo:hi])
+					} else {
+						for j := lo; j < hi; j++ {
+							out[j] = ns.ID(vals[j])
+						}
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(vals)), "ns/value")
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -187,7 +188,18 @@ type decodeWorker struct {
 	// dimCache holds, per dimension, the ids of values this worker has seen: dimension values
 	// repeat on nearly every event, so most lookups skip the shared dictionary's locks.
 	dimCache []*valueCache
+	// The chunk's distinct-field values wait here for one Namespace.IDs call per field, which
+	// overlaps their lookups' memory loads: their bytes (copied, as the decoder reuses its
+	// buffers), and per field the batch row and bytes of each.
+	idBytes []byte
+	idRefs  [][]idRef
+	idVals  [][]byte
+	idOut   []uint32
 }
+
+// idRef is a distinct-field value waiting in decodeWorker.idBytes[lo:hi] for the id of batch
+// row row.
+type idRef struct{ row, lo, hi int32 }
 
 type badRecord struct {
 	rec int
@@ -363,9 +375,19 @@ func appendBatch(dst, src *aggregate.Batch) {
 	dst.IDs = append(dst.IDs, src.IDs...)
 }
 
+// decodeChunk decodes records [lo, hi) of recs into dw.batch, with their dictionary ids; the
+// records that fail to decode are listed in dw.bad.
 func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int) {
 	dw.batch.Reset()
 	dw.recIdx, dw.bad = dw.recIdx[:0], dw.bad[:0]
+	nf := len(c.idNS)
+	if len(dw.idRefs) != nf {
+		dw.idRefs = make([][]idRef, nf)
+	}
+	dw.idBytes = dw.idBytes[:0]
+	for f := range dw.idRefs {
+		dw.idRefs[f] = dw.idRefs[f][:0]
+	}
 	for i := lo; i < hi; i++ {
 		if err := dw.dec.Decode(recs[i].Value, &dw.ev); err != nil {
 			dw.bad = append(dw.bad, badRecord{i, err})
@@ -375,14 +397,29 @@ func (c *cubeRun) decodeChunk(dw *decodeWorker, recs []source.Record, lo, hi int
 			dw.dims[j] = dw.dimCache[j].id(v, c.dimNS[j])
 		}
 		for f, v := range dw.ev.IDs {
-			if len(v) == 0 {
-				dw.ids[f] = dictionary.NoID
-			} else {
-				dw.ids[f] = c.idNS[f].ID(v)
+			dw.ids[f] = dictionary.NoID // or the id, set below
+			if len(v) > 0 {
+				l := len(dw.idBytes)
+				dw.idBytes = append(dw.idBytes, v...)
+				dw.idRefs[f] = append(dw.idRefs[f], idRef{int32(dw.batch.Len), int32(l), int32(len(dw.idBytes))})
 			}
 		}
 		dw.batch.Append(dw.ev.Time, dw.dims, dw.ev.Values, dw.ids)
 		dw.recIdx = append(dw.recIdx, int32(i))
+	}
+	for f, refs := range dw.idRefs {
+		if len(refs) == 0 {
+			continue
+		}
+		dw.idVals = dw.idVals[:0]
+		for _, r := range refs {
+			dw.idVals = append(dw.idVals, dw.idBytes[r.lo:r.hi:r.hi])
+		}
+		dw.idOut = slices.Grow(dw.idOut[:0], len(refs))[:len(refs)]
+		c.idNS[f].IDs(dw.idVals, dw.idOut)
+		for k, r := range refs {
+			dw.batch.IDs[int(r.row)*nf+f] = dw.idOut[k]
+		}
 	}
 }
 
