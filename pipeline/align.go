@@ -88,15 +88,36 @@ func (c *cubeRun) alignBound(now time.Time) int64 {
 	return bound + c.plan.Cube.EventTime.MaxDrift.Milliseconds()
 }
 
-// nextQueue returns the partition whose waiting head row is the oldest, or false.
-func (c *cubeRun) nextQueue() (int32, int64, bool) {
-	best, bestT, ok := int32(0), int64(math.MaxInt64), false
+// nextQueue returns the partition whose waiting head row is the oldest and that row's event
+// time, the oldest head time of the other partitions (math.MaxInt64 when none has waiting rows),
+// or false when no row waits.
+func (c *cubeRun) nextQueue() (best int32, bestT, next int64, ok bool) {
+	bestT, next = math.MaxInt64, math.MaxInt64
 	for p, q := range c.queues {
-		if q.len() > 0 && (!ok || q.b.Times[q.head] < bestT) {
-			best, bestT, ok = p, q.b.Times[q.head], true
+		if q.len() == 0 {
+			continue
+		}
+		switch t := q.b.Times[q.head]; {
+		case !ok || t < bestT:
+			next = bestT
+			best, bestT, ok = p, t, true
+		case t < next:
+			next = t
 		}
 	}
-	return best, bestT, ok
+	return best, bestT, next, ok
+}
+
+// appendRows appends rows [i, j) of src to dst. Every row of a batch has as many dimensions,
+// measures and ids as the others (the cube's), so src's arrays give the widths.
+func appendRows(dst, src *aggregate.Batch, i, j int) {
+	n := max(src.Len, 1)
+	nd, nv, nf := len(src.Dims)/n, len(src.Values)/n, len(src.IDs)/n
+	dst.Len += j - i
+	dst.Times = append(dst.Times, src.Times[i:j]...)
+	dst.Dims = append(dst.Dims, src.Dims[i*nd:j*nd]...)
+	dst.Values = append(dst.Values, src.Values[i*nv:j*nv]...)
+	dst.IDs = append(dst.IDs, src.IDs[i*nf:j*nf]...)
 }
 
 // stuck reports whether, with no new rows, no waiting row could be released now.
@@ -104,7 +125,7 @@ func (c *cubeRun) stuck() bool {
 	if !c.aligned() || !c.waiting() {
 		return false
 	}
-	_, t, _ := c.nextQueue()
+	_, t, _, _ := c.nextQueue()
 	return t > c.alignBound(time.Now())
 }
 
@@ -118,32 +139,44 @@ func (c *cubeRun) align() {
 	if c.queues == nil {
 		c.queues = map[int32]*heldQueue{}
 	}
-	nd, nv, nf := len(c.plan.Dimensions), len(c.plan.ValueFields), len(c.plan.DistinctFields)
 	b := &c.batch
-	for i := 0; i < b.Len; i++ {
+	for i := 0; i < b.Len; {
+		// The rows of one partition come in runs (a poll's records, partition by partition).
 		p := c.rowRec[i].Partition
+		j := i + 1
+		for j < b.Len && c.rowRec[j].Partition == p {
+			j++
+		}
 		q := c.queues[p]
 		if q == nil {
 			q = &heldQueue{}
 			c.queues[p] = q
 		}
-		q.b.Append(b.Times[i], b.Dims[i*nd:(i+1)*nd], b.Values[i*nv:(i+1)*nv], b.IDs[i*nf:(i+1)*nf])
-		q.rec = append(q.rec, c.rowRec[i])
+		appendRows(&q.b, b, i, j)
+		q.rec = append(q.rec, c.rowRec[i:j]...)
+		i = j
 	}
 	b.Reset()
 	clear(c.rowRec)
 	c.rowRec = c.rowRec[:0]
 	bound := c.alignBound(now)
 	for b.Len < c.s.opts.BatchSize {
-		p, t, ok := c.nextQueue()
+		p, t, next, ok := c.nextQueue()
 		if !ok || t > bound {
 			break
 		}
+		// Release the head and, as a run, the rows after it that are also older than every
+		// other queue's head (up to next) and within bound: what releasing the oldest head
+		// row by row would release next.
 		q := c.queues[p]
-		i := q.head
-		b.Append(t, q.b.Dims[i*nd:(i+1)*nd], q.b.Values[i*nv:(i+1)*nv], q.b.IDs[i*nf:(i+1)*nf])
-		c.rowRec = append(c.rowRec, q.rec[i])
-		q.head++
+		i, limit := q.head, min(bound, next)
+		j, end := i+1, min(q.b.Len, i+c.s.opts.BatchSize-b.Len)
+		for j < end && q.b.Times[j] <= limit {
+			j++
+		}
+		appendRows(b, &q.b, i, j)
+		c.rowRec = append(c.rowRec, q.rec[i:j]...)
+		q.head = j
 		if q.len() == 0 {
 			q.b.Reset()
 			clear(q.rec)

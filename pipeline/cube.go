@@ -367,13 +367,7 @@ func (c *cubeRun) ingest(recs []source.Record) {
 }
 
 // appendBatch appends every row of src to dst.
-func appendBatch(dst, src *aggregate.Batch) {
-	dst.Len += src.Len
-	dst.Times = append(dst.Times, src.Times...)
-	dst.Dims = append(dst.Dims, src.Dims...)
-	dst.Values = append(dst.Values, src.Values...)
-	dst.IDs = append(dst.IDs, src.IDs...)
-}
+func appendBatch(dst, src *aggregate.Batch) { appendRows(dst, src, 0, src.Len) }
 
 // decodeChunk decodes records [lo, hi) of recs into dw.batch, with their dictionary ids; the
 // records that fail to decode are listed in dw.bad.
