@@ -24,8 +24,8 @@ const shardCount = 64
 const chunkSize = 64 << 10
 
 // memNamespace is a compact value ↔ id map. Its current generation (gen) keeps, per shard, the
-// values' bytes back to back in append-only arena chunks, an entry per value (arena offset and
-// length, 8 bytes; the id, 4 bytes) and an open-addressing table of entry indices (4 bytes a
+// values' bytes back to back in append-only arena chunks, an entry per value (arena location and
+// id side by side, 12 bytes) and an open-addressing table of entry indices (4 bytes a
 // slot, at most 3/4 full, whose top bits also hold a tag of the value's hash so that a probe
 // rarely reads a value that is not the one sought), and per id assigned in the generation its
 // shard and entry (4 bytes).
@@ -70,14 +70,26 @@ func slotOf(e uint32, h uint64) uint32 { return uint32(h>>(64-(32-entryBits)))<<
 type memShard struct {
 	mu    sync.RWMutex
 	slots []uint32 // tag << entryBits | entry index + 1 (see slotOf); 0 is empty; len is a power of two
-	ents  []uint64 // per entry: chunk << 41 | position in the chunk (≤ chunkSize) << 24 | length
-	ids   []uint32 // per entry: the global id
+	ents  []entry  // per entry: where its value is, and its id
 	arena [][]byte // chunks of chunkSize bytes (or one value, when longer)
 	// view is slots, published for IDs' prefetches, which read it without the lock: a
 	// prefetch of a replaced array is harmless.
 	view atomic.Pointer[[]uint32]
 	_    [32]byte // keep shards on separate cache lines
 }
+
+// entry is one value of a shard: its arena location (chunk << 41 | position in the chunk
+// (≤ chunkSize) << 24 | length, in two halves, so that the entry takes 12 bytes) and its global
+// id, side by side so that a lookup that found the value reads its id from the same cache line.
+type entry struct {
+	lo, hi uint32
+	id     uint32
+}
+
+func newEntry(loc uint64, id uint32) entry { return entry{uint32(loc), uint32(loc >> 32), id} }
+
+// loc is the entry's arena location word.
+func (e entry) loc() uint64 { return uint64(e.hi)<<32 | uint64(e.lo) }
 
 func newMemNamespace(name string, st Store) *memNamespace {
 	n := &memNamespace{name: name, store: st}
@@ -103,7 +115,7 @@ func hashValue(v []byte) uint64 { return xxhash.Sum64(v) }
 
 // value returns entry e's bytes (aliasing the arena).
 func (sh *memShard) value(e uint32) []byte {
-	ent := sh.ents[e]
+	ent := sh.ents[e].loc()
 	c, pos, n := ent>>41, int(ent>>24&(1<<17-1)), int(ent&(1<<24-1))
 	return sh.arena[c][pos : pos+n]
 }
@@ -168,7 +180,6 @@ func (sh *memShard) growTo(size int) {
 func (sh *memShard) reserve(n int) {
 	want := len(sh.ents) + n
 	sh.ents = slices.Grow(sh.ents, n)
-	sh.ids = slices.Grow(sh.ids, n)
 	if size := openaddr.Slots(len(sh.slots), want); size != len(sh.slots) {
 		sh.growTo(size)
 	}
@@ -196,8 +207,7 @@ func (g *gen) insert(si int, v []byte, h uint64, id uint32) (uint32, error) {
 		g.loc = append(g.loc, uint32(si)<<entryBits|e)
 		g.valMu.Unlock()
 	}
-	sh.ents = append(sh.ents, sh.store(v))
-	sh.ids = append(sh.ids, id)
+	sh.ents = append(sh.ents, newEntry(sh.store(v), id))
 	sh.slots[slot] = slotOf(e, h)
 	return id, nil
 }
@@ -246,7 +256,7 @@ func (n *memNamespace) idHashed(v []byte, h uint64) uint32 {
 	sh.mu.RLock()
 	_, e := sh.find(v, h)
 	if e != 0 {
-		id := sh.ids[e-1]
+		id := sh.ents[e-1].id
 		sh.mu.RUnlock()
 		return id
 	}
@@ -266,7 +276,7 @@ func (n *memNamespace) idHashed(v []byte, h uint64) uint32 {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, e := sh.find(v, h); e != 0 {
-		return sh.ids[e-1]
+		return sh.ents[e-1].id
 	}
 	id, err := g.insert(si, v, h, known)
 	if err != nil {
@@ -282,7 +292,7 @@ func (n *memNamespace) Lookup(v []byte) (uint32, bool) {
 	sh.mu.RLock()
 	_, e := sh.find(v, h)
 	if e != 0 {
-		id := sh.ids[e-1]
+		id := sh.ents[e-1].id
 		sh.mu.RUnlock()
 		return id, true
 	}
@@ -388,7 +398,7 @@ func (n *memNamespace) Restore(id uint32, value string) error {
 		return fmt.Errorf("restoring dictionary id %d: expected id %d next", id, l)
 	}
 	if _, e := sh.find(v, h); e != 0 {
-		return fmt.Errorf("restoring dictionary id %d: value %q already has id %d", id, value, sh.ids[e-1])
+		return fmt.Errorf("restoring dictionary id %d: value %q already has id %d", id, value, sh.ents[e-1].id)
 	}
 	if _, err := g.insert(si, v, h, NoID); err != nil {
 		return fmt.Errorf("restoring dictionary id %d: %w", id, err)
@@ -441,7 +451,7 @@ func (n *memNamespace) SizeBytes() int64 {
 	for i := range g.shards {
 		sh := &g.shards[i]
 		sh.mu.RLock()
-		b += 4*int64(cap(sh.slots)) + 8*int64(cap(sh.ents)) + 4*int64(cap(sh.ids)) + 24*int64(cap(sh.arena))
+		b += 4*int64(cap(sh.slots)) + 12*int64(cap(sh.ents)) + 24*int64(cap(sh.arena))
 		for _, c := range sh.arena {
 			b += int64(cap(c))
 		}

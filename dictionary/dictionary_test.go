@@ -326,7 +326,7 @@ func TestShardArenaFullChunk(t *testing.T) {
 	} {
 		var sh memShard
 		for _, v := range vals {
-			sh.ents = append(sh.ents, sh.store([]byte(v)))
+			sh.ents = append(sh.ents, newEntry(sh.store([]byte(v)), uint32(len(sh.ents))))
 		}
 		for e, v := range vals {
 			if got := string(sh.value(uint32(e))); got != v {
