@@ -379,11 +379,11 @@ func (k *Kafka) Assigned() []int32 {
 	return out
 }
 
-// Lag returns, per assigned partition that has been fetched from, the number of records not yet
-// polled: the high watermark of the latest fetch minus the offset after the latest polled
-// record (0 when caught up), or before the first record the offset consumption starts at (the
-// committed offset, or the start or end of the partition; see adjustOffsets). Partitions not
-// fetched from yet are absent.
+// Lag returns, per assigned partition, the number of records not yet polled: the high
+// watermark (listed at assignment, then the latest fetch's) minus the offset after the latest
+// polled record (0 when caught up), or before the first record the offset consumption starts at
+// (the committed offset, or the start or end of the partition; see adjustOffsets). Partitions
+// whose high watermark is not known yet (neither listed nor fetched) are absent.
 func (k *Kafka) Lag() map[int32]int64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
