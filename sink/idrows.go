@@ -75,7 +75,7 @@ func (t *chTable) idRowsOf(rows []Row, dicts *rowDicts) (IDRows, error) {
 		}
 	}
 	index := dicts.index
-	b := IDRows{Rows: make([]IDRow, len(rows)), Values: make([]float64, 0, len(rows)*nm), Dicts: dicts.vals}
+	b := IDRows{Rows: make([]IDRow, len(rows)), Values: make([]float64, 0, len(rows)*nm)}
 	for i := range rows {
 		r := &rows[i]
 		if r.Window < 0 || r.Window >= len(t.labels) {
