@@ -63,9 +63,12 @@ type cubeRun struct {
 	// dimension ids and measures in two arrays); its Dicts is dimVals.
 	pending sink.IDRows
 	order   rowOrder
-	// sortedScratch is sortPending's second array of records; rowScratch and dimArena hold
-	// pending in Row form for the embedded store (embeddedRows).
+	// sortedScratch, sortedIDs and sortedValues are sortPending's second arrays of records, ids
+	// and measures; rowScratch and dimArena hold pending in Row form for the embedded store
+	// (embeddedRows).
 	sortedScratch []sink.IDRow
+	sortedIDs     []uint32
+	sortedValues  []float64
 	rowScratch    []sink.Row
 	dimArena      []string
 	pendingSorted bool // orderPending ran since pending was last emptied

@@ -17,7 +17,7 @@ import (
 // prefixes non-adjacently and then as window closes do (long runs of one prefix, long enough for
 // the radix sort), and checks that sortPending leaves exactly the order of a stable sort by their
 // primary keys' bytes (the order the store's bulk load needs, rows of equal key in emission
-// order), as AppendKey defines it.
+// order), as AppendKey defines it, with each row's ids and measures moved along, back to back.
 func TestSortPendingKeyOrder(t *testing.T) {
 	dir := t.TempDir()
 	model := writeModel(t, dir, `version: 1
@@ -94,6 +94,18 @@ cubes:
 				t.Fatalf("round %d: row %d is emission %v (key %q), want emission %v (key %q)", round, i,
 					got[i].Values[0], sink.AppendKey(nil, c.table, &got[i]), want[i].Values[0], sink.AppendKey(nil, c.table, &want[i]))
 			}
+		}
+		// The ids and measures moved with their records: the offsets ascend, back to back.
+		ids, vals := 0, 0
+		for i, row := range c.pending.Rows {
+			if int(row.IDs) != ids || int(row.Values) != vals {
+				t.Fatalf("round %d: row %d has ids at %d and measures at %d, want %d and %d", round, i, row.IDs, row.Values, ids, vals)
+			}
+			ids += len(c.plan.GroupingSets[row.Set].Project)
+			vals += len(c.plan.Measures)
+		}
+		if ids != len(c.pending.IDs) || vals != len(c.pending.Values) {
+			t.Fatalf("round %d: the rows use %d ids and %d measures of %d and %d", round, ids, vals, len(c.pending.IDs), len(c.pending.Values))
 		}
 		c.pending.Rows, c.pending.IDs, c.pending.Values = nil, nil, nil
 	}
