@@ -73,8 +73,15 @@ func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) e
 		return nil
 	}
 	c.orderPending()
-	before := c.ch.buf.Len()
-	err := c.ch.buf.Add(ctx, &c.pending, now)
+	n, before := len(c.pending.Rows), c.ch.buf.Len()
+	var err error
+	if c.plan.Cube.Sink.NoEmbedded {
+		// No embedded store to write them to next: the buffer may take the rows' arrays
+		// rather than copy them, and leaves pending empty.
+		err = c.ch.buf.Move(ctx, &c.pending, now)
+	} else {
+		err = c.ch.buf.Add(ctx, &c.pending, now)
+	}
 	if err == nil && force {
 		err = c.ch.buf.Flush(ctx)
 	}
@@ -85,7 +92,7 @@ func (c *cubeRun) toClickHouse(ctx context.Context, now time.Time, force bool) e
 		c.mu.Unlock()
 		return fmt.Errorf("cube %q: %w", c.name, err)
 	}
-	if c.ch.buf.Len() < before+len(c.pending.Rows) { // a write went through
+	if c.ch.buf.Len() < before+n { // a write went through
 		c.mu.Lock()
 		c.st.sinkErr = ""
 		c.mu.Unlock()

@@ -528,17 +528,21 @@ func BenchmarkEndToEndClickHouse(b *testing.B) {
 
 // TestClickHouseOnly replays a file into a cube whose only sink is ClickHouse (sink.embedded
 // false): the embedded store holds no result row, and Service.Scan (the query API) answers
-// from ClickHouse what a brute-force count over the events gives.
+// from ClickHouse what a brute-force count over the events gives. Emissions are written 7 rows
+// at a time (maxPendingRows), so that the ClickHouse buffer is handed rows (Move) many times,
+// both empty (it takes the pending rows' arrays) and not (it copies them).
 func TestClickHouseOnly(t *testing.T) {
+	defer func(n int) { maxPendingRows = n }(maxPendingRows)
+	maxPendingRows = 7
 	srv := chtest.Start(t)
 	dir := t.TempDir()
-	const n = 3000
+	const n = 20000
 	var lines []string
 	count := map[[2]int64]int{} // (minute start ms, k) → events
 	for i := range n {
 		ts := int64(1442016000000) + int64(i)*700
-		lines = append(lines, fmt.Sprintf(`{"ts": %d, "k": "k%d"}`, ts, i%5))
-		count[[2]int64{ts / 60000 * 60000, int64(i % 5)}]++
+		lines = append(lines, fmt.Sprintf(`{"ts": %d, "k": "k%d"}`, ts, i*7%23))
+		count[[2]int64{ts / 60000 * 60000, int64(i * 7 % 23)}]++
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ev.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -514,10 +514,7 @@ func (c *cubeRun) advance(ctx context.Context, now time.Time, wm int64, early bo
 	if err := c.spill.err; err != nil {
 		return err
 	}
-	if err := c.toClickHouse(ctx, now, wm == math.MaxInt64); err != nil {
-		return err
-	}
-	if err := c.flush(ctx, now); err != nil {
+	if err := c.flush(ctx, now, wm == math.MaxInt64); err != nil {
 		return err
 	}
 	c.applyRetention(now)
@@ -554,27 +551,28 @@ func (c *cubeRun) spillPending() {
 	if !c.spill.on || c.spill.err != nil || len(c.pending.Rows) < maxPendingRows {
 		return
 	}
-	if err := c.toClickHouse(c.spill.ctx, c.spill.now, false); err != nil {
-		c.spill.err = err
-		return
-	}
-	c.spill.err = c.writePending(c.spill.ctx, c.spill.now)
+	c.spill.err = c.writePending(c.spill.ctx, c.spill.now, false)
 }
 
-// flush writes pending rows (writePending) and publishes the status.
-func (c *cubeRun) flush(ctx context.Context, now time.Time) error {
-	if err := c.writePending(ctx, now); err != nil {
+// flush writes pending rows (writePending, force as there) and publishes the status.
+func (c *cubeRun) flush(ctx context.Context, now time.Time, force bool) error {
+	if err := c.writePending(ctx, now, force); err != nil {
 		return err
 	}
 	c.publish(now)
 	return nil
 }
 
-// writePending writes pending rows to the embedded store (unless the cube has none:
-// sink.embedded false), retrying with backoff until it succeeds or ctx ends (rows are never
-// dropped), and empties them.
-func (c *cubeRun) writePending(ctx context.Context, now time.Time) error {
-	if n := len(c.pending.Rows); n > 0 {
+// writePending hands the pending rows to the ClickHouse buffer (toClickHouse, force as there),
+// then writes them to the embedded store (unless the cube has none: sink.embedded false),
+// retrying with backoff until it succeeds or ctx ends (rows are never dropped), and empties
+// them.
+func (c *cubeRun) writePending(ctx context.Context, now time.Time, force bool) error {
+	n := len(c.pending.Rows)
+	if err := c.toClickHouse(ctx, now, force); err != nil {
+		return err
+	}
+	if n > 0 {
 		c.peakPending = max(c.peakPending, n)
 		embedded := !c.plan.Cube.Sink.NoEmbedded
 		var rows []sink.Row

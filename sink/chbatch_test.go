@@ -9,13 +9,17 @@ import (
 // measures (offsets moved past what the batch held) and the longest dictionary snapshot seen; a
 // quiet cube's batch (a few rows per Add) keeps at most about twice the room its rows need, and
 // no batch grows beyond a whole batch plus the biggest Add seen (or the rows it holds, if more).
+// The same holds when the batch may take the arrays of the rows added (Move): an empty batch
+// then takes them, and the rows get arrays that the batch no longer uses.
 func TestChBatchGrowth(t *testing.T) {
 	const batchRows = 200_000
 	for _, tc := range []struct {
 		name string
 		add  int // rows per add
 		adds int
-	}{{"quiet", 3, 200}, {"busy", 33_000, 7}, {"one add beyond", 150_000, 2}} {
+		take bool
+	}{{"quiet", 3, 200, false}, {"busy", 33_000, 7, false}, {"one add beyond", 150_000, 2, false},
+		{"quiet, taking", 3, 200, true}, {"busy, taking", 33_000, 7, true}, {"one add beyond, taking", 150_000, 2, true}} {
 		var c chBatch
 		n := 0
 		dict := []string{"a", "b", "c"}
@@ -32,7 +36,16 @@ func TestChBatchGrowth(t *testing.T) {
 				rows.IDs = append(rows.IDs, uint32((n+i)%3), uint32(a%2))
 				rows.Values = append(rows.Values, float64(n+i))
 			}
-			c.add(&rows, batchRows)
+			taken := tc.take && len(c.Rows) == 0
+			first := &rows.Rows[0]
+			c.add(&rows, batchRows, tc.take)
+			if taken != (&c.Rows[len(c.Rows)-tc.add] == first) {
+				t.Fatalf("%s: add %d with %d rows batched before: took the rows' array %v, want %v", tc.name, a, n, !taken, taken)
+			}
+			if r, b := rows.Rows[:cap(rows.Rows)], c.Rows[:cap(c.Rows)]; len(r) > 0 && &r[0] == &b[0] ||
+				cap(rows.IDs) > 0 && &rows.IDs[:1][0] == &c.IDs[0] || cap(rows.Values) > 0 && &rows.Values[:1][0] == &c.Values[0] {
+				t.Fatalf("%s: after add %d the rows and the batch share an array", tc.name, a)
+			}
 			n += tc.add
 			if len(c.Rows) != n {
 				t.Fatalf("%s: %d rows after adding %d", tc.name, len(c.Rows), n)

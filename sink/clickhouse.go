@@ -903,9 +903,17 @@ type chBatch struct {
 
 // add copies rows into the batch, which is written once it holds batchRows rows: the records
 // (their offsets moved past what the batch holds), the whole of rows.IDs and rows.Values, and
-// each dimension's dictionary snapshot when it is longer than the batch's.
-func (c *chBatch) add(rows *IDRows, batchRows int) {
+// each dimension's dictionary snapshot when it is longer than the batch's. With take, an empty
+// batch takes rows' arrays instead and gives rows its own, emptied (Move).
+func (c *chBatch) add(rows *IDRows, batchRows int, take bool) {
 	c.maxAdd = max(c.maxAdd, len(rows.Rows))
+	c.addDicts(rows.Dicts)
+	if take && len(c.Rows) == 0 {
+		c.Rows, rows.Rows = rows.Rows, c.Rows
+		c.IDs, rows.IDs = rows.IDs, c.IDs
+		c.Values, rows.Values = rows.Values, c.Values
+		return
+	}
 	if need := len(c.Rows) + len(rows.Rows); need > cap(c.Rows) {
 		// Twice the room needed, but no more than a whole batch and the biggest Add seen: the
 		// batch fills up to batchRows before it is written, and by at most one Add beyond. A
@@ -927,10 +935,14 @@ func (c *chBatch) add(rows *IDRows, batchRows int) {
 	}
 	c.IDs = append(c.IDs, rows.IDs...)
 	c.Values = append(c.Values, rows.Values...)
-	if len(c.Dicts) < len(rows.Dicts) {
-		c.Dicts = slices.Grow(c.Dicts, len(rows.Dicts)-len(c.Dicts))[:len(rows.Dicts)]
+}
+
+// addDicts keeps each dimension's snapshot of dicts that is longer than the batch's.
+func (c *chBatch) addDicts(dicts [][]string) {
+	if len(c.Dicts) < len(dicts) {
+		c.Dicts = slices.Grow(c.Dicts, len(dicts)-len(c.Dicts))[:len(dicts)]
 	}
-	for d, vals := range rows.Dicts {
+	for d, vals := range dicts {
 		if len(vals) > len(c.Dicts[d]) {
 			c.Dicts[d] = vals
 		}
@@ -994,9 +1006,27 @@ func (b *ClickHouseBuffer) Len() int { return int(b.n.Load()) }
 // retrying cannot fix). Call it with no rows to write a buffer that became due with time. ctx
 // bounds the write it starts.
 func (b *ClickHouseBuffer) Add(ctx context.Context, rows *IDRows, now time.Time) error {
-	b.fill.add(rows, b.c.opts.batchRows)
-	b.n.Add(int64(rows.Len()))
-	b.added += int64(rows.Len())
+	return b.add(ctx, rows, now, false)
+}
+
+// Move is Add, except that the buffer may take rows' arrays of records, ids and measures instead
+// of copying them (when its filling batch is empty, as it is after every batch handed to the
+// writer), and give rows its own arrays, emptied, to fill again; else it copies, as Add does.
+// Either way rows comes back empty (their Dicts stay) and the buffer keeps no reference to the
+// arrays rows holds afterwards. A caller done with its rows once they are buffered saves a copy
+// of every row: a pipeline writing only to ClickHouse (sink.embedded false).
+func (b *ClickHouseBuffer) Move(ctx context.Context, rows *IDRows, now time.Time) error {
+	return b.add(ctx, rows, now, true)
+}
+
+func (b *ClickHouseBuffer) add(ctx context.Context, rows *IDRows, now time.Time, take bool) error {
+	n := rows.Len()
+	b.fill.add(rows, b.c.opts.batchRows, take)
+	if take {
+		rows.Rows, rows.IDs, rows.Values = rows.Rows[:0], rows.IDs[:0], rows.Values[:0]
+	}
+	b.n.Add(int64(n))
+	b.added += int64(n)
 	full := len(b.fill.Rows) >= b.c.opts.batchRows
 	if err := b.collect(ctx, false); err != nil {
 		return err
